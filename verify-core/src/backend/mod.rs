@@ -1,0 +1,91 @@
+//! Verification backends behind one API.
+//!
+//! - [`rust`]: the `rsa` crate, pure Rust. The reference, and the only one
+//!   that handles the legacy digests (MD5, SHA-1) and keys under 2048 bits.
+//! - [`aws_lc`] (feature `aws-lc`, on by default): AWS-LC, about 10x faster.
+//!
+//! [`Backend::Fast`] uses AWS-LC wherever it supports the (key, algorithm)
+//! pair and falls back to `rsa` otherwise; the differential tests hold both
+//! to the same verdicts.
+
+#[cfg(feature = "aws-lc")]
+pub mod aws_lc;
+pub mod rust;
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::{Algorithm, PublicKey};
+
+/// Which backend a [`crate::Verifier`] prefers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// AWS-LC where it supports the algorithm and key size, `rsa` elsewhere.
+    #[default]
+    Fast,
+    /// The `rsa` crate for everything.
+    Rust,
+}
+
+/// The backend that actually produced a verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Used {
+    AwsLc,
+    Rust,
+}
+
+impl Used {
+    pub fn name(self) -> &'static str {
+        match self {
+            Used::AwsLc => "aws-lc",
+            Used::Rust => "rust",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown verify backend {0:?}; expected \"fast\" or \"rust\"")]
+pub struct UnknownBackend(pub String);
+
+impl FromStr for Backend {
+    type Err = UnknownBackend;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "fast" | "aws-lc" | "auto" => Ok(Backend::Fast),
+            "rust" | "rsa" => Ok(Backend::Rust),
+            _ => Err(UnknownBackend(s.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Fast => "fast",
+            Backend::Rust => "rust",
+        })
+    }
+}
+
+impl Backend {
+    /// Verifies `signature` over `message`; `true` only for a valid signature.
+    pub fn verify(
+        self,
+        key: &PublicKey,
+        algorithm: Algorithm,
+        message: &[u8],
+        signature: &[u8],
+    ) -> (bool, Used) {
+        #[cfg(feature = "aws-lc")]
+        if self == Backend::Fast {
+            if let Some(valid) = aws_lc::verify(key, algorithm, message, signature) {
+                return (valid, Used::AwsLc);
+            }
+        }
+        (
+            rust::verify(key, algorithm, message, signature),
+            Used::Rust,
+        )
+    }
+}

@@ -1,0 +1,27 @@
+//! verify-core: what the gateway and the verifier-worker must agree on.
+//!
+//! - [`algorithm`]: the Java algorithm names clients send, parsed once.
+//! - [`keys`]: the key registry (SPKI / PKCS#1 / X.509, PEM or DER), parsed once.
+//! - [`backend`]: the `rsa` crate and the fast AWS-LC backend behind one API.
+//! - [`verifier`]: key resolution, legacy policy and the verdict.
+//! - [`message`]: the versioned wire messages and the request id.
+//! - [`topology`]: queue names derived from the request-queue name.
+//!
+//! No tokio, no lapin: the crate does no I/O beyond reading key files.
+
+pub mod algorithm;
+pub mod backend;
+pub mod keys;
+pub mod message;
+pub mod topology;
+pub mod verifier;
+
+pub use algorithm::{Algorithm, Digest, Padding, UnknownAlgorithm};
+pub use backend::{Backend, Used};
+pub use keys::{KeyId, KeyLoadError, KeyRegistry, PublicKey};
+pub use message::{
+    now_ms, process_identity, BadRequestId, DecodeError, ErrorBody, Event, EventKind, RequestId,
+    VerifyRequest, SCHEMA_VERSION,
+};
+pub use topology::{Topology, DEFAULT_REQUEST_QUEUE};
+pub use verifier::{Verdict, Verifier, VerifyError};

@@ -1,0 +1,290 @@
+//! The wire messages both binaries share (JSON, versioned).
+//!
+//! - [`VerifyRequest`]: gateway -> request queue -> one worker.
+//! - [`Event`]: the request lifecycle (`accepted` by a gateway, `completed` /
+//!   `failed` by a worker), appended to the events stream that every gateway
+//!   projects into its status store.
+//!
+//! Decoding is typed ([`DecodeError`]) so a worker can tell a poison message
+//! (dead-letter it) from a good one.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{Algorithm, KeyId};
+
+/// The schema version every message carries in `v`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The id a client polls: a hyphenated UUID (v7, so ids sort by time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RequestId(Uuid);
+
+/// A request id that is not a hyphenated UUID.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a request id (a hyphenated UUID)")]
+pub struct BadRequestId(pub String);
+
+impl RequestId {
+    pub fn new() -> Self {
+        RequestId(Uuid::now_v7())
+    }
+
+    /// Accepts only the hyphenated form (`8-4-4-4-12` hex digits).
+    pub fn parse(s: &str) -> Result<Self, BadRequestId> {
+        if s.len() != 36 {
+            return Err(BadRequestId(s.to_owned()));
+        }
+        Uuid::try_parse(s)
+            .map(RequestId)
+            .map_err(|_| BadRequestId(s.to_owned()))
+    }
+
+    pub fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+}
+
+impl Default for RequestId {
+    fn default() -> Self {
+        RequestId::new()
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// Milliseconds since the Unix epoch, the timestamp unit of every message.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Why a message body could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("malformed message: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("unsupported schema version {0} (this build reads {SCHEMA_VERSION})")]
+    UnsupportedVersion(u32),
+}
+
+/// A request to verify one signature, published by a gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyRequest {
+    pub v: u32,
+    pub id: RequestId,
+    /// The signed bytes (base64 in JSON).
+    #[serde(with = "base64_bytes")]
+    pub document: Vec<u8>,
+    /// The signature (hex in JSON).
+    #[serde(with = "hex::serde")]
+    pub signature: Vec<u8>,
+    pub algorithm: Algorithm,
+    /// `None`: the worker's `default` key (or its only key).
+    pub key_id: Option<KeyId>,
+    pub submitted_at_ms: u64,
+}
+
+impl VerifyRequest {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a VerifyRequest always serializes")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let request: VerifyRequest = serde_json::from_slice(bytes)?;
+        check_version(request.v)?;
+        Ok(request)
+    }
+}
+
+fn check_version(v: u32) -> Result<(), DecodeError> {
+    if v == SCHEMA_VERSION {
+        Ok(())
+    } else {
+        Err(DecodeError::UnsupportedVersion(v))
+    }
+}
+
+/// A machine-readable error: a stable snake_case code and words for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+/// One step of a request's lifecycle, as appended to the events stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub v: u32,
+    pub id: RequestId,
+    /// When the step happened (ms since the epoch).
+    pub at_ms: u64,
+    /// Which process appended it (`gateway@host:pid`, `worker@host:pid`).
+    pub source: String,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EventKind {
+    /// A gateway's request was confirmed by the broker and answered 202.
+    #[serde(rename_all = "camelCase")]
+    Accepted {
+        algorithm: Algorithm,
+        key_id: Option<KeyId>,
+        /// The client's `Idempotency-Key`, so every gateway can dedupe retries.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idempotency_key: Option<String>,
+    },
+    /// A worker checked the signature.
+    #[serde(rename_all = "camelCase")]
+    Completed {
+        valid: bool,
+        algorithm: Algorithm,
+        key_id: KeyId,
+        /// Time spent in the verification itself.
+        verify_micros: u64,
+        /// When the gateway submitted the request (for end-to-end latency).
+        submitted_at_ms: u64,
+    },
+    /// A worker could not check the signature (unknown key, disabled algorithm).
+    #[serde(rename_all = "camelCase")]
+    Failed {
+        error: ErrorBody,
+        submitted_at_ms: u64,
+    },
+}
+
+impl Event {
+    pub fn new(id: RequestId, source: &str, kind: EventKind) -> Self {
+        Event {
+            v: SCHEMA_VERSION,
+            id,
+            at_ms: now_ms(),
+            source: source.to_owned(),
+            kind,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("an Event always serializes")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let event: Event = serde_json::from_slice(bytes)?;
+        check_version(event.v)?;
+        Ok(event)
+    }
+
+    /// `completed` and `failed` end a request; the first one seen wins.
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self.kind, EventKind::Accepted { .. })
+    }
+}
+
+/// A process identity for [`Event::source`]: `role@host:pid`.
+pub fn process_identity(role: &str) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{role}@{host}:{}", std::process::id())
+}
+
+mod base64_bytes {
+    use base64::{engine::general_purpose::STANDARD, Engine as _};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        STANDARD.decode(text.as_bytes()).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_round_trips_and_rejects_other_versions() {
+        let request = VerifyRequest {
+            v: SCHEMA_VERSION,
+            id: RequestId::new(),
+            document: b"hello\x00\xff".to_vec(),
+            signature: vec![0xde, 0xad],
+            algorithm: Algorithm::Sha384WithRsaPss,
+            key_id: Some(KeyId::new("k1")),
+            submitted_at_ms: 42,
+        };
+        let bytes = request.encode();
+        assert_eq!(VerifyRequest::decode(&bytes).unwrap(), request);
+
+        let mut v2: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        v2["v"] = 2.into();
+        assert!(matches!(
+            VerifyRequest::decode(v2.to_string().as_bytes()),
+            Err(DecodeError::UnsupportedVersion(2))
+        ));
+        assert!(matches!(VerifyRequest::decode(b"not json"), Err(DecodeError::Json(_))));
+    }
+
+    #[test]
+    fn events_round_trip() {
+        let id = RequestId::new();
+        for kind in [
+            EventKind::Accepted {
+                algorithm: Algorithm::DEFAULT,
+                key_id: None,
+                idempotency_key: Some("abc".into()),
+            },
+            EventKind::Completed {
+                valid: true,
+                algorithm: Algorithm::DEFAULT,
+                key_id: KeyId::new("default"),
+                verify_micros: 20,
+                submitted_at_ms: 1,
+            },
+            EventKind::Failed {
+                error: ErrorBody {
+                    code: "unknown_key".into(),
+                    message: "no key".into(),
+                },
+                submitted_at_ms: 1,
+            },
+        ] {
+            let event = Event::new(id, "test", kind);
+            assert_eq!(Event::decode(&event.encode()).unwrap(), event);
+        }
+    }
+
+    #[test]
+    fn request_ids_must_be_hyphenated_uuids() {
+        let id = RequestId::new();
+        assert_eq!(RequestId::parse(&id.to_string()).unwrap(), id);
+        let simple = id.as_uuid().simple().to_string();
+        assert!(RequestId::parse(&simple).is_err());
+        assert!(RequestId::parse(&format!("{{{id}}}")).is_err());
+        assert!(RequestId::parse("not-a-uuid-at-all-but-36-chars-long!").is_err());
+    }
+}

@@ -1,0 +1,256 @@
+//! Known-answer vectors made by the openssl CLI and by Java's
+//! java.security.Signature (see tests/vectors/make_vectors.sh), checked with
+//! both backends, plus their tampered variants.
+
+use std::path::{Path, PathBuf};
+
+use verify_core::backend::{self, Backend};
+use verify_core::{Algorithm, KeyId, KeyLoadError, KeyRegistry, PublicKey, Verifier, VerifyError};
+
+fn vectors_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
+}
+
+/// The 1 MiB document is not committed; it is this pattern (as the script writes it).
+fn document(name: &str) -> Vec<u8> {
+    if name == "big.bin" {
+        return (0..1usize << 20).map(|i| (i % 251) as u8).collect();
+    }
+    std::fs::read(vectors_dir().join("docs").join(name)).expect("vector document")
+}
+
+struct Vector {
+    source: String,
+    key: KeyId,
+    algorithm: Algorithm,
+    document: String,
+    signature: Vec<u8>,
+    valid: bool,
+}
+
+fn vectors() -> Vec<Vector> {
+    let text = std::fs::read_to_string(vectors_dir().join("vectors.tsv")).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let f: Vec<&str> = line.split('\t').collect();
+            Vector {
+                source: f[0].to_owned(),
+                key: KeyId::new(f[1]),
+                algorithm: Algorithm::parse(f[2]).unwrap_or_else(|| panic!("algorithm {}", f[2])),
+                document: f[3].to_owned(),
+                signature: hex::decode(f[4]).unwrap(),
+                valid: f[5] == "true",
+            }
+        })
+        .collect()
+}
+
+fn registry() -> KeyRegistry {
+    KeyRegistry::load_dir(&vectors_dir().join("keys")).expect("vector keys load")
+}
+
+#[test]
+fn every_vector_gets_its_expected_verdict_from_both_backends() {
+    let keys = registry();
+    let all = vectors();
+    assert!(all.len() > 150, "only {} vectors", all.len());
+    for source in ["openssl", "java"] {
+        for algorithm in Algorithm::ALL {
+            assert!(
+                all.iter().any(|v| v.source == source && v.algorithm == algorithm),
+                "no {source} vector for {algorithm}"
+            );
+        }
+    }
+    let docs: std::collections::HashMap<String, Vec<u8>> = ["text.txt", "empty.bin", "big.bin"]
+        .iter()
+        .map(|d| (d.to_string(), document(d)))
+        .collect();
+    for v in &all {
+        let key = keys.get(&v.key).unwrap();
+        let doc = &docs[&v.document];
+        for backend in [Backend::Fast, Backend::Rust] {
+            let (valid, _) = backend.verify(key, v.algorithm, doc, &v.signature);
+            assert_eq!(
+                valid, v.valid,
+                "{backend} on {} {} {} {}",
+                v.source, v.key, v.algorithm, v.document
+            );
+        }
+    }
+}
+
+#[test]
+fn tampering_wrong_keys_and_wrong_algorithms_are_invalid_verdicts() {
+    let keys = registry();
+    let other = keys.get(&KeyId::new("other")).unwrap();
+    for v in vectors().iter().filter(|v| v.valid && v.document != "big.bin") {
+        let key = keys.get(&v.key).unwrap();
+        let doc = document(&v.document);
+
+        let mut tampered_doc = doc.clone();
+        match tampered_doc.first_mut() {
+            Some(b) => *b ^= 0x01,
+            None => tampered_doc.push(0),
+        }
+        let mut tampered_sig = v.signature.clone();
+        let mid = tampered_sig.len() / 2;
+        tampered_sig[mid] ^= 0x80;
+        let short_sig = &v.signature[1..];
+        let wrong_alg = if v.algorithm == Algorithm::Sha256WithRsa {
+            Algorithm::Sha256WithRsaPss
+        } else {
+            Algorithm::Sha256WithRsa
+        };
+
+        for backend in [Backend::Fast, Backend::Rust] {
+            let ctx = format!("{backend} {} {} {}", v.source, v.key, v.algorithm);
+            assert!(!backend.verify(key, v.algorithm, &tampered_doc, &v.signature).0, "doc {ctx}");
+            assert!(!backend.verify(key, v.algorithm, &doc, &tampered_sig).0, "sig {ctx}");
+            assert!(!backend.verify(key, v.algorithm, &doc, short_sig).0, "length {ctx}");
+            assert!(!backend.verify(other, v.algorithm, &doc, &v.signature).0, "key {ctx}");
+            assert!(!backend.verify(key, wrong_alg, &doc, &v.signature).0, "alg {ctx}");
+        }
+    }
+}
+
+#[test]
+fn legacy_algorithms_are_refused_unless_enabled() {
+    let v = vectors()
+        .into_iter()
+        .find(|v| v.algorithm == Algorithm::Md5WithRsa && v.document == "text.txt")
+        .unwrap();
+    let doc = document(&v.document);
+
+    let strict = Verifier::new(registry(), Backend::Fast, false);
+    assert_eq!(
+        strict.verify(Some(&v.key), v.algorithm, &doc, &v.signature),
+        Err(VerifyError::AlgorithmDisabled(Algorithm::Md5WithRsa))
+    );
+    assert_eq!(
+        strict.verify(Some(&v.key), v.algorithm, &doc, &v.signature).unwrap_err().code(),
+        "algorithm_disabled"
+    );
+
+    let legacy = Verifier::new(registry(), Backend::Fast, true);
+    let verdict = legacy.verify(Some(&v.key), v.algorithm, &doc, &v.signature).unwrap();
+    assert!(verdict.valid);
+    assert_eq!(verdict.backend, verify_core::Used::Rust, "MD5 is the rsa backend's");
+}
+
+#[test]
+fn fast_backend_serves_2048_bit_and_larger_sha2_and_rsa_serves_the_rest() {
+    let verifier = Verifier::new(registry(), Backend::Fast, true);
+    for v in vectors().iter().filter(|v| v.document == "text.txt" && v.source == "java") {
+        let verdict = verifier
+            .verify(Some(&v.key), v.algorithm, &document(&v.document), &v.signature)
+            .unwrap();
+        assert!(verdict.valid);
+        let fast = cfg!(feature = "aws-lc") && !v.algorithm.is_legacy() && v.key.as_str() != "k1024";
+        let expected = if fast { verify_core::Used::AwsLc } else { verify_core::Used::Rust };
+        assert_eq!(verdict.backend, expected, "{} {}", v.key, v.algorithm);
+    }
+}
+
+#[test]
+fn unknown_keys_and_key_resolution() {
+    let verifier = Verifier::new(registry(), Backend::Fast, false);
+    let err = verifier
+        .verify(Some(&KeyId::new("nope")), Algorithm::DEFAULT, b"x", b"y")
+        .unwrap_err();
+    assert_eq!(err, VerifyError::UnknownKey(KeyId::new("nope")));
+    assert_eq!(err.code(), "unknown_key");
+    // Several keys and none called "default": a request must name one.
+    assert_eq!(
+        verifier.verify(None, Algorithm::DEFAULT, b"x", b"y").unwrap_err(),
+        VerifyError::NoDefaultKey
+    );
+
+    // Exactly one key: it is the default.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(vectors_dir().join("keys/k2048.pem"), dir.path().join("solo.pem")).unwrap();
+    let solo = KeyRegistry::load_dir(dir.path()).unwrap();
+    assert_eq!(solo.resolve(None).unwrap().0.as_str(), "solo");
+
+    // A key named "default" wins when there are several.
+    std::fs::copy(vectors_dir().join("keys/other.pem"), dir.path().join("default.pem")).unwrap();
+    let two = KeyRegistry::load_dir(dir.path()).unwrap();
+    assert_eq!(two.resolve(None).unwrap().0.as_str(), "default");
+}
+
+#[test]
+fn every_format_of_one_key_loads_to_the_same_key() {
+    let dir = vectors_dir().join("formats");
+    let mut loaded = Vec::new();
+    for name in [
+        "spki.pem", "spki.der", "pkcs1.pem", "pkcs1.der", "cert.pem", "cert.der", "cert.crt",
+        "cert.cer",
+    ] {
+        let key = verify_core::keys::load_file(&dir.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        loaded.push((name, key));
+    }
+    let reference = registry();
+    let k2048 = reference.get(&KeyId::new("k2048")).unwrap();
+    for (name, key) in &loaded {
+        assert_eq!(key.rsa(), k2048.rsa(), "{name} differs from keys/k2048.pem");
+        assert_eq!(key.bits(), 2048);
+    }
+    let ids: Vec<_> = reference.ids().map(|k| k.as_str().to_owned()).collect();
+    assert_eq!(ids, ["k1024", "k2048", "k3072", "k4096", "other"]);
+}
+
+fn load_error(files: &[(&str, &[u8])]) -> KeyLoadError {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(vectors_dir().join("keys/k2048.pem"), dir.path().join("good.pem")).unwrap();
+    for (name, bytes) in files {
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+    }
+    KeyRegistry::load_dir(dir.path()).expect_err("load must fail")
+}
+
+#[test]
+fn malformed_key_files_fail_the_load_naming_the_file() {
+    let private = std::fs::read(vectors_dir().join("private/k2048.pem")).unwrap();
+    let cases: [(&str, &[u8]); 5] = [
+        ("garbage.pem", b"-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n"),
+        ("garbage.der", b"\x30\x03\x02\x01\x05"),
+        ("text.crt", b"hello"),
+        ("secret.pem", &private),
+        ("empty.cer", b""),
+    ];
+    for (name, bytes) in cases {
+        let err = load_error(&[(name, bytes)]);
+        assert!(matches!(err, KeyLoadError::Invalid { .. }), "{name}: {err:?}");
+        assert!(err.to_string().contains(name), "{name}: {err}");
+    }
+    let private_err = load_error(&[("secret.pem", &private)]).to_string();
+    assert!(private_err.contains("PRIVATE KEY"), "{private_err}");
+
+    let spki = std::fs::read(vectors_dir().join("formats/spki.der")).unwrap();
+    let dup = load_error(&[("good.der", &spki)]);
+    assert!(matches!(dup, KeyLoadError::Duplicate { .. }), "{dup:?}");
+
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::write(empty.path().join("README.txt"), "not a key").unwrap();
+    assert!(matches!(KeyRegistry::load_dir(empty.path()), Err(KeyLoadError::Empty { .. })));
+    assert!(matches!(
+        KeyRegistry::load_dir(Path::new("/nonexistent/keys")),
+        Err(KeyLoadError::ReadDir { .. })
+    ));
+}
+
+#[test]
+fn a_key_parses_once_and_serves_every_backend() {
+    let bytes = std::fs::read(vectors_dir().join("formats/spki.pem")).unwrap();
+    let key = PublicKey::parse(&bytes).unwrap();
+    let v = vectors()
+        .into_iter()
+        .find(|v| v.key.as_str() == "k2048" && v.algorithm == Algorithm::DEFAULT)
+        .unwrap();
+    let doc = document(&v.document);
+    assert!(backend::rust::verify(&key, v.algorithm, &doc, &v.signature));
+    #[cfg(feature = "aws-lc")]
+    assert_eq!(backend::aws_lc::verify(&key, v.algorithm, &doc, &v.signature), Some(true));
+}
