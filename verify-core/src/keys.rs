@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use rsa::pkcs1::DecodeRsaPublicKey;
-use rsa::pkcs8::{DecodePublicKey, EncodePublicKey};
+use rsa::pkcs8::DecodePublicKey;
 use rsa::traits::PublicKeyParts;
 use rsa::RsaPublicKey;
 use serde::{Deserialize, Serialize};
@@ -262,8 +262,10 @@ pub fn load_file(path: &Path) -> Result<PublicKey, KeyLoadError> {
     })
 }
 
-/// SPKI DER of a key: the one encoding every backend accepts.
+/// SPKI DER of a key: the encoding AWS-LC parses.
+#[cfg(feature = "aws-lc")]
 pub(crate) fn spki_der(key: &RsaPublicKey) -> Vec<u8> {
+    use rsa::pkcs8::EncodePublicKey;
     key.to_public_key_der()
         .map(|d| d.into_vec())
         .unwrap_or_default()

@@ -165,6 +165,10 @@ pub enum EventKind {
         error: ErrorBody,
         submitted_at_ms: u64,
     },
+    /// A gateway's replay marker: it appends one when it starts reading the
+    /// stream and is caught up when it reads it back. Carries no state; the
+    /// event's `id` is a nonce.
+    Checkpoint,
 }
 
 impl Event {
@@ -190,7 +194,10 @@ impl Event {
 
     /// `completed` and `failed` end a request; the first one seen wins.
     pub fn is_terminal(&self) -> bool {
-        !matches!(self.kind, EventKind::Accepted { .. })
+        matches!(
+            self.kind,
+            EventKind::Completed { .. } | EventKind::Failed { .. }
+        )
     }
 }
 
@@ -272,6 +279,7 @@ mod tests {
                 },
                 submitted_at_ms: 1,
             },
+            EventKind::Checkpoint,
         ] {
             let event = Event::new(id, "test", kind);
             assert_eq!(Event::decode(&event.encode()).unwrap(), event);

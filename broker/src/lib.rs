@@ -1,0 +1,24 @@
+//! broker: the RabbitMQ and process plumbing both binaries share.
+//!
+//! - [`link`]: a supervised connection that reconnects with backoff and
+//!   publishes its current session (or none) to whoever needs it.
+//! - [`topology`]: declares the queues of [`verify_core::Topology`] with the
+//!   same arguments from every process.
+//! - [`publisher`]: confirmed publishing with a bound on every wait.
+//! - [`shutdown`]: SIGTERM/SIGINT as one cancellation token.
+//! - [`telemetry`]: logs and the Prometheus recorder.
+//!
+//! lapin 4 notes that shaped this crate: a broker `Nack` is not an `Err`
+//! (check the confirmation); with `mandatory`, an unroutable message comes
+//! back as an Ack carrying the returned message; a publish in flight when the
+//! connection drops fails and is the caller's to retry.
+
+pub mod link;
+pub mod publisher;
+pub mod shutdown;
+pub mod telemetry;
+pub mod topology;
+
+pub use link::{Link, LinkState};
+pub use publisher::{PublishError, Publisher};
+pub use topology::{declare_topology, QueueSettings};

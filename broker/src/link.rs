@@ -1,0 +1,178 @@
+//! A supervised broker connection.
+//!
+//! [`Link::spawn`] connects, runs a session on the connection, and when the
+//! connection or the session fails, reconnects with exponential backoff
+//! (100 ms doubling to 5 s) until its shutdown token is cancelled. A process
+//! therefore never dies because the broker went away: it reports not ready
+//! (the link is down) and comes back by itself when the broker does.
+//!
+//! The session publishes what it offers to the rest of the process (a
+//! publisher, a consumer's health) with [`Session::set_ready`]; the link
+//! withdraws it the moment the connection fails or the broker blocks it.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::{Connection, ConnectionProperties};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// What a session sees of its link.
+pub struct Session<T> {
+    pub connection: Arc<Connection>,
+    /// Cancelled when the process shuts down; the session must then finish
+    /// its work and return.
+    pub shutdown: CancellationToken,
+    /// How many sessions ran before this one (0 on first connect).
+    pub attempt: u64,
+    state: watch::Sender<Option<Arc<T>>>,
+}
+
+impl<T> Session<T> {
+    /// Offers `value` to the process until the session ends.
+    pub fn set_ready(&self, value: T) {
+        self.state.send_replace(Some(Arc::new(value)));
+    }
+}
+
+/// The current state of a link: `Some` while connected, set up and not blocked.
+#[derive(Clone)]
+pub struct Link<T> {
+    state: watch::Receiver<Option<Arc<T>>>,
+    blocked: Arc<AtomicBool>,
+}
+
+/// The value a link offers while it is up.
+pub type LinkState<T> = Option<Arc<T>>;
+
+impl<T: Send + Sync + 'static> Link<T> {
+    /// Starts supervising a connection to `url` named `name` (shown in the
+    /// management UI). `run` drives one session and returns when it is over.
+    /// The returned handle resolves when the link has stopped for good.
+    pub fn spawn<F, Fut>(
+        url: String,
+        name: String,
+        shutdown: CancellationToken,
+        mut run: F,
+    ) -> (Link<T>, tokio::task::JoinHandle<()>)
+    where
+        F: FnMut(Session<T>) -> Fut + Send + 'static,
+        Fut: Future<Output = anyhow_free::Result> + Send,
+    {
+        let (tx, rx) = watch::channel(None);
+        let blocked = Arc::new(AtomicBool::new(false));
+        let link = Link {
+            state: rx,
+            blocked: blocked.clone(),
+        };
+        let task = tokio::spawn(async move {
+            let mut backoff = BACKOFF_MIN;
+            let mut attempt = 0;
+            while !shutdown.is_cancelled() {
+                let properties = ConnectionProperties::default().with_connection_name(name.clone().into());
+                let connected = tokio::select! {
+                    c = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&url, properties)) => c,
+                    _ = shutdown.cancelled() => break,
+                };
+                match connected {
+                    Ok(Ok(connection)) => {
+                        tracing::info!(link = %name, attempt, "connected to the broker");
+                        backoff = BACKOFF_MIN;
+                        let connection = Arc::new(connection);
+                        let session = Session {
+                            connection: connection.clone(),
+                            shutdown: shutdown.clone(),
+                            attempt,
+                            state: tx.clone(),
+                        };
+                        attempt += 1;
+                        let lost = watch_connection(&connection, &blocked);
+                        tokio::select! {
+                            result = run(session) => match result {
+                                Ok(()) => tracing::info!(link = %name, "session finished"),
+                                Err(e) => tracing::warn!(link = %name, error = %e, "session failed"),
+                            },
+                            error = lost => tracing::warn!(link = %name, %error, "connection lost"),
+                        }
+                        tx.send_replace(None);
+                        blocked.store(false, Ordering::Relaxed);
+                        if shutdown.is_cancelled() {
+                            let _ = connection.close(200, "shutting down".into()).await;
+                            break;
+                        }
+                    }
+                    Ok(Err(e)) => tracing::warn!(link = %name, error = %e, ?backoff, "cannot connect to the broker"),
+                    Err(_) => tracing::warn!(link = %name, ?backoff, "timed out connecting to the broker"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+            tx.send_replace(None);
+        });
+        (link, task)
+    }
+
+    /// The link's value while it is up and the broker does not block it.
+    pub fn current(&self) -> Option<Arc<T>> {
+        if self.blocked.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.state.borrow().clone()
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.current().is_some()
+    }
+
+    /// Waits until the link is up (for startup ordering); false on timeout.
+    pub async fn wait_up(&self, timeout: Duration) -> bool {
+        let mut state = self.state.clone();
+        tokio::time::timeout(timeout, state.wait_for(|s| s.is_some()))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// Resolves when the connection fails; tracks broker flow control meanwhile.
+async fn watch_connection(connection: &Connection, blocked: &AtomicBool) -> String {
+    let mut events = connection.events_listener();
+    // Events are the fast path; the status poll covers a failure that
+    // happened before the listener was attached.
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            event = events.next() => match event {
+                Some(lapin::Event::Error(e)) => return e.to_string(),
+                Some(lapin::Event::ConnectionBlocked(reason)) => {
+                    tracing::warn!(%reason, "the broker blocked this connection");
+                    blocked.store(true, Ordering::Relaxed);
+                }
+                Some(lapin::Event::ConnectionUnblocked) => blocked.store(false, Ordering::Relaxed),
+                Some(_) => {}
+                None => return "event stream ended".to_owned(),
+            },
+            _ = tick.tick() => {
+                let status = connection.status();
+                if !status.connected() && !status.connecting() && !status.reconnecting() {
+                    return "connection closed".to_owned();
+                }
+            }
+        }
+    }
+}
+
+/// The session result type: any error ends the session and triggers a reconnect.
+pub mod anyhow_free {
+    pub type Error = Box<dyn std::error::Error + Send + Sync>;
+    pub type Result = std::result::Result<(), Error>;
+}

@@ -1,0 +1,86 @@
+//! Confirmed publishing: a message counts as sent only once the broker has
+//! confirmed it (persisted it, for a durable queue and a persistent message).
+//!
+//! One channel in confirm mode is shared by all callers, so confirms are
+//! pipelined: many publishes are in flight at once, each caller awaiting only
+//! its own confirmation, and never longer than `confirm_timeout`.
+
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::ShortString;
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
+
+/// Why a message was not (known to be) accepted by the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("the broker refused the message (nack): the queue is full or unavailable")]
+    Nacked,
+    #[error("the message could not be routed to any queue")]
+    Unroutable,
+    #[error("no confirmation from the broker within {0:?}")]
+    Timeout(Duration),
+    #[error("broker connection error: {0}")]
+    Connection(#[from] lapin::Error),
+}
+
+/// A channel in confirm mode on a publishing connection.
+#[derive(Clone)]
+pub struct Publisher {
+    channel: Channel,
+    confirm_timeout: Duration,
+}
+
+impl Publisher {
+    pub async fn open(connection: &Connection, confirm_timeout: Duration) -> lapin::Result<Self> {
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Publisher {
+            channel,
+            confirm_timeout,
+        })
+    }
+
+    /// Publishes a persistent JSON message to `queue` through the default
+    /// exchange and waits (bounded) for the broker's confirmation.
+    pub async fn publish(&self, queue: &str, payload: &[u8], kind: &str) -> Result<(), PublishError> {
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type(ShortString::from("application/json"))
+            .with_type(ShortString::from(kind));
+        let send = async {
+            let confirm = self
+                .channel
+                .basic_publish(
+                    ShortString::from(""),
+                    ShortString::from(queue),
+                    BasicPublishOptions {
+                        // A missing queue must be an error, not a silent drop.
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    payload,
+                    properties,
+                )
+                .await?
+                .await?;
+            match confirm {
+                Confirmation::Ack(None) => Ok(()),
+                Confirmation::Ack(Some(_returned)) => Err(PublishError::Unroutable),
+                Confirmation::Nack(_) => Err(PublishError::Nacked),
+                // Confirm mode is always on for this channel.
+                Confirmation::NotRequested => Ok(()),
+            }
+        };
+        tokio::time::timeout(self.confirm_timeout, send)
+            .await
+            .unwrap_or(Err(PublishError::Timeout(self.confirm_timeout)))
+    }
+
+    /// True while the channel can take publishes.
+    pub fn is_usable(&self) -> bool {
+        self.channel.status().connected()
+    }
+}

@@ -1,0 +1,101 @@
+//! Declares the service's queues, identically from every process.
+//!
+//! RabbitMQ refuses a re-declaration whose arguments differ from the
+//! existing queue's (PRECONDITION_FAILED). Each queue is therefore first
+//! declared passively; only a missing queue is created, with this process's
+//! settings. So the first process to start fixes the arguments, and a later
+//! one with another `--retention` or `--max-queue-length` still starts (it
+//! logs the difference it cannot apply).
+
+use lapin::options::QueueDeclareOptions;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Channel, Connection};
+use std::time::Duration;
+use verify_core::Topology;
+
+/// Arguments of the queues this process creates when they do not exist yet.
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    /// Bound of the request queue; when full the broker nacks new requests
+    /// (`x-overflow: reject-publish`). `None`: unbounded.
+    pub max_queue_length: Option<u32>,
+    /// How long the events stream keeps events (`x-max-age`).
+    pub retention: Duration,
+}
+
+fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (key, value) in entries {
+        table.insert(ShortString::from(*key), value.clone());
+    }
+    table
+}
+
+fn long(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s))
+}
+
+/// The arguments of each queue of `topology`, in declaration order.
+pub fn queue_arguments(topology: &Topology, settings: &QueueSettings) -> Vec<(String, FieldTable)> {
+    let mut request = vec![
+        // Rejected (undecodable) requests go to `<queue>.dead` through the
+        // default exchange: never requeued forever, never lost.
+        ("x-dead-letter-exchange", long("")),
+        ("x-dead-letter-routing-key", long(&topology.dead_letter_queue)),
+    ];
+    if let Some(max) = settings.max_queue_length {
+        request.push(("x-max-length", AMQPValue::LongLongInt(i64::from(max))));
+        request.push(("x-overflow", long("reject-publish")));
+    }
+    let events = [
+        ("x-queue-type", long("stream")),
+        (
+            "x-max-age",
+            long(&format!("{}s", settings.retention.as_secs().max(1))),
+        ),
+    ];
+    vec![
+        (topology.dead_letter_queue.clone(), FieldTable::default()),
+        (topology.request_queue.clone(), table(&request)),
+        (topology.events_stream.clone(), table(&events)),
+    ]
+}
+
+/// Makes sure every queue exists. Needs its own connection because a failed
+/// passive declare closes the channel it was sent on.
+pub async fn declare_topology(
+    connection: &Connection,
+    topology: &Topology,
+    settings: &QueueSettings,
+) -> lapin::Result<()> {
+    for (name, arguments) in queue_arguments(topology, settings) {
+        let probe = connection.create_channel().await?;
+        let exists = probe
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .is_ok();
+        if exists {
+            let _ = probe.close(200, "ok".into()).await;
+            continue;
+        }
+        let channel = connection.create_channel().await?;
+        declare(&channel, &name, arguments).await?;
+        let _ = channel.close(200, "ok".into()).await;
+        tracing::info!(queue = %name, "declared queue");
+    }
+    Ok(())
+}
+
+async fn declare(channel: &Channel, name: &str, arguments: FieldTable) -> lapin::Result<()> {
+    channel
+        .queue_declare(name.into(), QueueDeclareOptions::durable(), arguments)
+        .await
+        .map(|_| ())
+}

@@ -1,0 +1,103 @@
+//! Publishing a request. Invariant: 202 only after the broker confirmed the
+//! request message (durable queue, persistent message); any doubt is a 503.
+
+use std::sync::Arc;
+
+use broker::{Link, PublishError, Publisher};
+use tokio_util::sync::CancellationToken;
+use verify_core::{Event, EventKind, Topology, VerifyRequest};
+
+/// Why a request was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("not connected to the broker")]
+    Disconnected,
+    #[error("the request queue is full")]
+    QueueFull,
+    #[error("{0}")]
+    Broker(PublishError),
+}
+
+/// The publishing side: a supervised connection with one confirm channel.
+#[derive(Clone)]
+pub struct Submitter {
+    link: Link<Publisher>,
+    topology: Arc<Topology>,
+    identity: Arc<str>,
+}
+
+impl Submitter {
+    pub fn spawn(
+        url: String,
+        topology: Arc<Topology>,
+        settings: broker::QueueSettings,
+        confirm_timeout: std::time::Duration,
+        identity: Arc<str>,
+        shutdown: CancellationToken,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let topo = topology.clone();
+        let (link, task) = Link::spawn(
+            url,
+            format!("{identity} publish"),
+            shutdown,
+            move |session| {
+                let topology = topo.clone();
+                let settings = settings.clone();
+                async move {
+                    broker::declare_topology(&session.connection, &topology, &settings).await?;
+                    let publisher = Publisher::open(&session.connection, confirm_timeout).await?;
+                    session.set_ready(publisher);
+                    session.shutdown.cancelled().await;
+                    Ok(())
+                }
+            },
+        );
+        (
+            Submitter {
+                link,
+                topology,
+                identity,
+            },
+            task,
+        )
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.link.current().is_some_and(|p| p.is_usable())
+    }
+
+    /// Publishes the request and its `accepted` event, both confirmed, in
+    /// parallel (one confirm round trip, not two).
+    pub async fn submit(
+        &self,
+        request: &VerifyRequest,
+        idempotency_key: Option<String>,
+    ) -> Result<(), SubmitError> {
+        let publisher = self.link.current().ok_or(SubmitError::Disconnected)?;
+        let accepted = Event::new(
+            request.id,
+            &self.identity,
+            EventKind::Accepted {
+                algorithm: request.algorithm,
+                key_id: request.key_id.clone(),
+                idempotency_key,
+            },
+        );
+        let (request_body, event_body) = (request.encode(), accepted.encode());
+        let (request_sent, event_sent) = tokio::join!(
+            publisher.publish(&self.topology.request_queue, &request_body, "verify-request"),
+            publisher.publish(&self.topology.events_stream, &event_body, "accepted"),
+        );
+        match request_sent {
+            Ok(()) => {}
+            Err(PublishError::Nacked) => return Err(SubmitError::QueueFull),
+            Err(e) => return Err(SubmitError::Broker(e)),
+        }
+        if let Err(e) = event_sent {
+            // The request itself is persisted and will be verified; only
+            // other gateways learn of it later (from its result).
+            tracing::warn!(id = %request.id, error = %e, "accepted event not confirmed");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,206 @@
+//! Routes. Where a request enters: [`submit`]; where its status is read: [`status`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use verify_core::RequestId;
+
+use super::error::{ApiError, RETRY_AFTER_SECS};
+use super::submit;
+use crate::amqp::events::Projection;
+use crate::amqp::submit::{SubmitError, Submitter};
+use crate::store::{Status, Store};
+
+/// Longest long-poll a client may ask for, in seconds.
+pub const MAX_WAIT_SECS: f64 = 30.0;
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub submitter: Submitter,
+    pub projection: Arc<Projection>,
+    pub docs_dir: Option<PathBuf>,
+    pub body_limit: usize,
+    /// Cancelled at shutdown: long-polls answer at once.
+    pub shutdown: CancellationToken,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.body_limit;
+    Router::new()
+        .route("/api/signature", post(submit))
+        .route("/api/signature/{id}", get(status))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(render_metrics))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(super::metrics::count_requests))
+        .with_state(state)
+}
+
+#[derive(serde::Serialize)]
+struct Accepted {
+    id: RequestId,
+    status: &'static str,
+}
+
+/// Header a client may set so a retried POST returns the first id.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+async fn submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    if !submit::is_json(content_type) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
+            limit: state.body_limit,
+        },
+        _ => ApiError::bad_request("invalid_body", rejection.body_text()),
+    })?;
+    let idempotency_key = headers
+        .get(IDEMPOTENCY_KEY)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .map(str::to_owned)
+                .ok_or_else(|| ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters"))
+        })
+        .transpose()?;
+    if let Some(id) = idempotency_key.as_deref().and_then(|k| state.store.idempotent_id(k)) {
+        return Ok(accepted(id));
+    }
+
+    let request = submit::parse(&body, state.docs_dir.as_deref(), state.body_limit).await?;
+    match state.submitter.submit(&request, idempotency_key.clone()).await {
+        Ok(()) => {
+            metrics::counter!("gateway_accepted_total").increment(1);
+            // Read-your-write: this gateway knows the id before the stream echoes it.
+            state.store.apply(&verify_core::Event {
+                v: verify_core::SCHEMA_VERSION,
+                id: request.id,
+                at_ms: request.submitted_at_ms,
+                source: String::new(),
+                kind: verify_core::EventKind::Accepted {
+                    algorithm: request.algorithm,
+                    key_id: request.key_id.clone(),
+                    idempotency_key,
+                },
+            });
+            Ok(accepted(request.id))
+        }
+        Err(e) => {
+            let (code, reason) = match &e {
+                SubmitError::QueueFull => ("queue_full", "queue_full"),
+                SubmitError::Disconnected => ("broker_unavailable", "disconnected"),
+                SubmitError::Broker(_) => ("broker_unavailable", "broker_error"),
+            };
+            metrics::counter!("gateway_refused_total", "reason" => reason).increment(1);
+            tracing::warn!(error = %e, "request not accepted");
+            Err(ApiError::Unavailable {
+                code,
+                message: format!("the request was not accepted ({e}); retry after {RETRY_AFTER_SECS} s"),
+            })
+        }
+    }
+}
+
+fn accepted(id: RequestId) -> Response {
+    let location = format!("/api/signature/{id}");
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            id,
+            status: "pending",
+        }),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+#[derive(Deserialize)]
+struct StatusQuery {
+    wait: Option<String>,
+}
+
+async fn status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<StatusQuery>,
+) -> Result<Response, ApiError> {
+    let id = RequestId::parse(&id)
+        .map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))?;
+    let wait = match query.wait.as_deref() {
+        None => 0.0,
+        Some(s) => s
+            .parse::<f64>()
+            .ok()
+            .filter(|w| w.is_finite() && (0.0..=MAX_WAIT_SECS).contains(w))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_wait",
+                    format!("wait must be a number of seconds from 0 to {MAX_WAIT_SECS}"),
+                )
+            })?,
+    };
+    let status = if wait > 0.0 {
+        let stop = state.shutdown.clone();
+        state
+            .store
+            .wait(&id, Duration::from_secs_f64(wait), async move { stop.cancelled().await })
+            .await
+    } else {
+        state.store.get(&id)
+    };
+    let status = status.ok_or(ApiError::NotFound)?;
+    Ok(Json(StatusBody { id, status }).into_response())
+}
+
+#[derive(serde::Serialize)]
+struct StatusBody {
+    id: RequestId,
+    #[serde(flatten)]
+    status: Status,
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    let publishing = state.submitter.is_ready();
+    let consuming = state.projection.is_ready();
+    let body = serde_json::json!({ "publishing": publishing, "consuming": consuming });
+    let code = if publishing && consuming && !state.shutdown.is_cancelled() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+async fn render_metrics(State(state): State<AppState>) -> Response {
+    metrics::gauge!("gateway_pending").set(state.store.pending() as f64);
+    metrics::gauge!("gateway_store_entries").set(state.store.len() as f64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}

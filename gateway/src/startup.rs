@@ -1,0 +1,115 @@
+//! Builds the gateway (store, broker links, router, listener) and runs it
+//! until the shutdown token fires.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use verify_core::Topology;
+
+use crate::amqp::events::Projection;
+use crate::amqp::submit::Submitter;
+use crate::config::Config;
+use crate::http::{router, AppState};
+use crate::store::Store;
+
+/// Longest time shutdown may take once long-polls have been answered.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    links: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let topology = Arc::new(Topology::new(&config.request_queue));
+        let identity: Arc<str> = verify_core::process_identity("gateway").into();
+        let store = Arc::new(Store::new(config.result_retention));
+        // Links outlive the HTTP server: they stop after it has drained.
+        let links = CancellationToken::new();
+
+        let (submitter, publish_task) = Submitter::spawn(
+            config.amqp_url.clone(),
+            topology.clone(),
+            config.queue_settings(),
+            config.confirm_timeout,
+            identity.clone(),
+            links.clone(),
+        );
+        let (projection, events_task) = Projection::spawn(
+            config.amqp_url.clone(),
+            topology,
+            config.queue_settings(),
+            config.events_prefetch,
+            store.clone(),
+            identity,
+            links.clone(),
+        );
+        let sweep_task = tokio::spawn(sweep(store.clone(), config.result_retention, links.clone()));
+
+        let listener = TcpListener::bind(config.gateway_addr).await?;
+        let state = AppState {
+            store,
+            submitter,
+            projection: Arc::new(projection),
+            docs_dir: config.docs_dir,
+            body_limit: config.body_limit_bytes,
+            shutdown: CancellationToken::new(),
+            metrics: broker::telemetry::metrics_handle(),
+        };
+        Ok(Application {
+            listener,
+            state,
+            links,
+            tasks: vec![publish_task, events_task, sweep_task],
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` fires: then stops accepting, answers the
+    /// long-polls at once, drains in-flight requests and closes the links.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let http_shutdown = self.state.shutdown.clone();
+        let serve = axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(async move {
+                shutdown.cancelled().await;
+                http_shutdown.cancel();
+            });
+        let drained = async {
+            serve.await?;
+            anyhow::Ok(())
+        };
+        drained.await?;
+        self.links.cancel();
+        let _ = tokio::time::timeout(SHUTDOWN_DEADLINE, futures_util::future::join_all(self.tasks)).await;
+        tracing::info!("gateway stopped");
+        Ok(())
+    }
+}
+
+/// Drops expired entries, at a tenth of the retention (1 s to 30 s).
+async fn sweep(store: Arc<Store>, retention: Duration, stop: CancellationToken) {
+    let every = (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let dropped = store.sweep();
+                if dropped > 0 {
+                    tracing::debug!(dropped, "expired results dropped");
+                }
+            }
+            _ = stop.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! The status store: every request id this gateway knows, projected from the
+//! events stream (and from its own accepts, so a client reads its own write).
+//!
+//! Invariants: the first terminal event (`completed` / `failed`) for an id
+//! wins and is never replaced (redelivery can produce a second result);
+//! entries expire `retention` after the request was accepted, so memory
+//! stays bounded; a long-poll registered on an id wakes on its result.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use serde::Serialize;
+use tokio::sync::Notify;
+use verify_core::{now_ms, Algorithm, ErrorBody, Event, EventKind, KeyId, RequestId};
+
+/// What a client sees of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "camelCase")]
+pub enum Status {
+    Pending,
+    #[serde(rename_all = "camelCase")]
+    Completed {
+        valid: bool,
+        algorithm: Algorithm,
+        key_id: KeyId,
+        worker: String,
+        verify_micros: u64,
+        completed_at_ms: u64,
+    },
+    #[serde(rename_all = "camelCase")]
+    Failed {
+        error: ErrorBody,
+        worker: String,
+        completed_at_ms: u64,
+    },
+}
+
+impl Status {
+    pub fn is_pending(&self) -> bool {
+        matches!(self, Status::Pending)
+    }
+}
+
+struct Entry {
+    status: Status,
+    /// When the entry is dropped (ms since the epoch).
+    expires_at_ms: u64,
+}
+
+/// What applying an event changed (drives metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// A new pending request.
+    Accepted,
+    /// The first result for the id; `latency_ms` is submit-to-result.
+    Finished { outcome: &'static str, latency_ms: u64 },
+    /// Nothing changed (a duplicate, a late `accepted`, an expired event).
+    Ignored,
+    /// A later result for an id that already has one.
+    Duplicate,
+}
+
+pub struct Store {
+    entries: DashMap<RequestId, Entry>,
+    /// Long-polls waiting on an id; removed and woken by its first result.
+    waiters: DashMap<RequestId, Arc<Notify>>,
+    /// `Idempotency-Key` -> the id it was first accepted as.
+    idempotency: DashMap<String, (RequestId, u64)>,
+    retention: Duration,
+    pending: AtomicI64,
+}
+
+impl Store {
+    pub fn new(retention: Duration) -> Self {
+        Store {
+            entries: DashMap::new(),
+            waiters: DashMap::new(),
+            idempotency: DashMap::new(),
+            retention,
+            pending: AtomicI64::new(0),
+        }
+    }
+
+    fn retention_ms(&self) -> u64 {
+        self.retention.as_millis() as u64
+    }
+
+    pub fn get(&self, id: &RequestId) -> Option<Status> {
+        let entry = self.entries.get(id)?;
+        (entry.expires_at_ms > now_ms()).then(|| entry.status.clone())
+    }
+
+    /// The id an idempotency key was accepted as, within the retention window.
+    pub fn idempotent_id(&self, key: &str) -> Option<RequestId> {
+        let found = self.idempotency.get(key)?;
+        (found.1 > now_ms()).then_some(found.0)
+    }
+
+    /// Applies one lifecycle event; safe to call with duplicates and out of order.
+    pub fn apply(&self, event: &Event) -> Applied {
+        let expires_at_ms = event.at_ms.saturating_add(self.retention_ms());
+        if expires_at_ms <= now_ms() {
+            return Applied::Ignored;
+        }
+        match &event.kind {
+            EventKind::Accepted {
+                idempotency_key, ..
+            } => {
+                if let Some(key) = idempotency_key {
+                    self.idempotency
+                        .entry(key.clone())
+                        .or_insert((event.id, expires_at_ms));
+                }
+                let mut inserted = false;
+                self.entries.entry(event.id).or_insert_with(|| {
+                    inserted = true;
+                    Entry {
+                        status: Status::Pending,
+                        expires_at_ms,
+                    }
+                });
+                if inserted {
+                    self.pending.fetch_add(1, Ordering::Relaxed);
+                    Applied::Accepted
+                } else {
+                    Applied::Ignored
+                }
+            }
+            EventKind::Completed { .. } | EventKind::Failed { .. } => {
+                let (status, outcome, submitted_at_ms) = terminal_status(event);
+                let applied = {
+                    let mut entry = self.entries.entry(event.id).or_insert_with(|| {
+                        // A result before (or without) its `accepted`: count
+                        // it as pending for a moment so the gauge balances.
+                        self.pending.fetch_add(1, Ordering::Relaxed);
+                        Entry {
+                            status: Status::Pending,
+                            expires_at_ms,
+                        }
+                    });
+                    if entry.status.is_pending() {
+                        entry.status = status;
+                        self.pending.fetch_sub(1, Ordering::Relaxed);
+                        Applied::Finished {
+                            outcome,
+                            latency_ms: event.at_ms.saturating_sub(submitted_at_ms),
+                        }
+                    } else {
+                        Applied::Duplicate
+                    }
+                };
+                if let Some((_, notify)) = self.waiters.remove(&event.id) {
+                    notify.notify_waiters();
+                }
+                applied
+            }
+            EventKind::Checkpoint => Applied::Ignored,
+        }
+    }
+
+    /// Waits until `id` leaves `pending`, `timeout` passes or `stop` resolves;
+    /// returns the status then (None: unknown or expired).
+    pub async fn wait(
+        &self,
+        id: &RequestId,
+        timeout: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Option<Status> {
+        let early = {
+            let notify = self.waiters.entry(*id).or_default().clone();
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a result landing in between still wakes us.
+            notified.as_mut().enable();
+            let status = self.get(id);
+            if matches!(status, Some(Status::Pending)) {
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(timeout) => {}
+                    _ = stop => {}
+                }
+                None
+            } else {
+                Some(status)
+            }
+        };
+        // The last waiter out removes the entry (a result removes it too).
+        self.waiters
+            .remove_if(id, |_, n| Arc::strong_count(n) == 1);
+        early.unwrap_or_else(|| self.get(id))
+    }
+
+    /// Drops expired entries; returns how many.
+    pub fn sweep(&self) -> usize {
+        let now = now_ms();
+        let before = self.entries.len();
+        self.entries.retain(|_, e| {
+            let keep = e.expires_at_ms > now;
+            if !keep && e.status.is_pending() {
+                self.pending.fetch_sub(1, Ordering::Relaxed);
+            }
+            keep
+        });
+        self.idempotency.retain(|_, (_, expires)| *expires > now);
+        before - self.entries.len()
+    }
+
+    pub fn pending(&self) -> i64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+fn terminal_status(event: &Event) -> (Status, &'static str, u64) {
+    match &event.kind {
+        EventKind::Completed {
+            valid,
+            algorithm,
+            key_id,
+            verify_micros,
+            submitted_at_ms,
+        } => (
+            Status::Completed {
+                valid: *valid,
+                algorithm: *algorithm,
+                key_id: key_id.clone(),
+                worker: event.source.clone(),
+                verify_micros: *verify_micros,
+                completed_at_ms: event.at_ms,
+            },
+            if *valid { "valid" } else { "invalid" },
+            *submitted_at_ms,
+        ),
+        EventKind::Failed {
+            error,
+            submitted_at_ms,
+        } => (
+            Status::Failed {
+                error: error.clone(),
+                worker: event.source.clone(),
+                completed_at_ms: event.at_ms,
+            },
+            "failed",
+            *submitted_at_ms,
+        ),
+        EventKind::Accepted { .. } | EventKind::Checkpoint => unreachable!("not terminal"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepted(id: RequestId) -> Event {
+        Event::new(
+            id,
+            "gw",
+            EventKind::Accepted {
+                algorithm: Algorithm::DEFAULT,
+                key_id: None,
+                idempotency_key: Some("k".into()),
+            },
+        )
+    }
+
+    fn completed(id: RequestId, valid: bool) -> Event {
+        Event::new(
+            id,
+            "w",
+            EventKind::Completed {
+                valid,
+                algorithm: Algorithm::DEFAULT,
+                key_id: KeyId::new("default"),
+                verify_micros: 1,
+                submitted_at_ms: now_ms(),
+            },
+        )
+    }
+
+    #[test]
+    fn first_result_wins_and_pending_balances() {
+        let store = Store::new(Duration::from_secs(60));
+        let id = RequestId::new();
+        assert_eq!(store.apply(&accepted(id)), Applied::Accepted);
+        assert_eq!(store.pending(), 1);
+        assert!(matches!(store.apply(&completed(id, true)), Applied::Finished { outcome: "valid", .. }));
+        assert_eq!(store.apply(&completed(id, false)), Applied::Duplicate);
+        assert!(matches!(store.get(&id), Some(Status::Completed { valid: true, .. })));
+        // A late `accepted` does not reset a finished request.
+        assert_eq!(store.apply(&accepted(id)), Applied::Ignored);
+        assert_eq!(store.pending(), 0);
+        assert_eq!(store.idempotent_id("k"), Some(id));
+    }
+
+    #[test]
+    fn result_before_accept_and_expired_events() {
+        let store = Store::new(Duration::from_secs(60));
+        let id = RequestId::new();
+        assert!(matches!(store.apply(&completed(id, false)), Applied::Finished { .. }));
+        assert_eq!(store.pending(), 0);
+        let mut old = accepted(RequestId::new());
+        old.at_ms -= 61_000;
+        assert_eq!(store.apply(&old), Applied::Ignored);
+    }
+
+    #[tokio::test]
+    async fn a_long_poll_wakes_on_the_result() {
+        let store = Arc::new(Store::new(Duration::from_secs(60)));
+        let id = RequestId::new();
+        store.apply(&accepted(id));
+        let waiter = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let status = store.wait(&id, Duration::from_secs(20), std::future::pending()).await;
+                (status, started.elapsed())
+            })
+        };
+        // Wait (bounded) until the long-poll has registered, then complete.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !store.waiters.contains_key(&id) {
+            assert!(std::time::Instant::now() < deadline, "waiter never registered");
+            tokio::task::yield_now().await;
+        }
+        store.apply(&completed(id, true));
+        let (status, elapsed) = waiter.await.unwrap();
+        assert!(matches!(status, Some(Status::Completed { valid: true, .. })));
+        assert!(elapsed < Duration::from_secs(10), "woke after {elapsed:?}");
+        assert!(store.waiters.is_empty());
+    }
+}

@@ -1,0 +1,101 @@
+//! Builds the worker (keys, pool, broker links, optional HTTP) and runs it
+//! until the shutdown token fires: then it stops consuming, finishes and
+//! acks what it holds, and closes its connections.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use broker::{Link, Publisher};
+use tokio_util::sync::CancellationToken;
+use verify_core::{KeyRegistry, Topology, Verifier};
+
+use crate::amqp::consume::{self, Handler};
+use crate::config::Config;
+use crate::pool::VerifyPool;
+
+pub struct Worker {
+    config: Config,
+    verifier: Verifier,
+}
+
+impl Worker {
+    /// Loads the keys (a bad key file stops the start, naming the file).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let keys = KeyRegistry::load_dir(&config.verifier_keys_dir)
+            .context("loading VERIFIER_KEYS_DIR")?;
+        let ids: Vec<&str> = keys.ids().map(|k| k.as_str()).collect();
+        tracing::info!(keys = ?ids, backend = %config.verify_backend, legacy = config.verifier_allow_legacy, "keys loaded");
+        let verifier = Verifier::new(keys, config.verify_backend, config.verifier_allow_legacy);
+        Ok(Worker { config, verifier })
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let config = self.config;
+        let identity: Arc<str> = verify_core::process_identity("worker").into();
+        let topology = Arc::new(Topology::new(&config.request_queue));
+        let stop_consuming = CancellationToken::new();
+        let stop_publishing = CancellationToken::new();
+
+        let confirm_timeout = config.confirm_timeout;
+        let (results, results_task) = Link::spawn(
+            config.amqp_url.clone(),
+            format!("{identity} publish"),
+            stop_publishing.clone(),
+            move |session| async move {
+                session.set_ready(Publisher::open(&session.connection, confirm_timeout).await?);
+                session.shutdown.cancelled().await;
+                Ok(())
+            },
+        );
+        let handler = Handler {
+            pool: VerifyPool::new(self.verifier, config.threads()),
+            results: results.clone(),
+            topology,
+            identity,
+        };
+        let (consuming, consume_task) = consume::spawn(
+            config.amqp_url.clone(),
+            handler,
+            config.queue_settings(),
+            config.prefetch,
+            config.shutdown_timeout,
+            stop_consuming.clone(),
+        );
+
+        let http_stop = CancellationToken::new();
+        let http_task = match config.worker_http_addr {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding WORKER_HTTP_ADDR {addr}"))?;
+                tracing::info!(addr = %listener.local_addr()?, "worker HTTP listening");
+                let app = crate::http::router(consuming.clone(), results.clone(), broker::telemetry::metrics_handle());
+                let stop = http_stop.clone();
+                Some(tokio::spawn(async move {
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(async move { stop.cancelled().await })
+                        .await;
+                }))
+            }
+            None => None,
+        };
+
+        shutdown.cancelled().await;
+        tracing::info!("stopping: finishing held requests");
+        stop_consuming.cancel();
+        // The consumer drains within shutdown_timeout; the margin covers closing.
+        let deadline = config.shutdown_timeout + Duration::from_secs(5);
+        if tokio::time::timeout(deadline, consume_task).await.is_err() {
+            tracing::warn!("consumer did not stop in time");
+        }
+        stop_publishing.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), results_task).await;
+        http_stop.cancel();
+        if let Some(task) = http_task {
+            let _ = task.await;
+        }
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+}
