@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A session that lasted this long resets the backoff.
+const STABLE_SESSION: Duration = Duration::from_secs(10);
 
 /// What a session sees of its link.
 pub struct Session<T> {
@@ -84,7 +86,7 @@ impl<T: Send + Sync + 'static> Link<T> {
                 match connected {
                     Ok(Ok(connection)) => {
                         tracing::info!(link = %name, attempt, "connected to the broker");
-                        backoff = BACKOFF_MIN;
+                        let session_started = std::time::Instant::now();
                         let connection = Arc::new(connection);
                         let session = Session {
                             connection: connection.clone(),
@@ -103,6 +105,11 @@ impl<T: Send + Sync + 'static> Link<T> {
                         }
                         tx.send_replace(None);
                         blocked.store(false, Ordering::Relaxed);
+                        // A session that failed at once (a refused declare) must
+                        // not turn into a reconnect storm: keep backing off.
+                        if session_started.elapsed() > STABLE_SESSION {
+                            backoff = BACKOFF_MIN;
+                        }
                         if shutdown.is_cancelled() {
                             let _ = connection.close(200, "shutting down".into()).await;
                             break;
@@ -152,7 +159,9 @@ async fn watch_connection(connection: &Connection, blocked: &AtomicBool) -> Stri
     loop {
         tokio::select! {
             event = events.next() => match event {
-                Some(lapin::Event::Error(e)) => return e.to_string(),
+                // Channel-level errors (a refused declare, say) are reported
+                // here too; only a connection that is gone ends the session.
+                Some(lapin::Event::Error(e)) if !connection.status().connected() => return e.to_string(),
                 Some(lapin::Event::ConnectionBlocked(reason)) => {
                     tracing::warn!(%reason, "the broker blocked this connection");
                     blocked.store(true, Ordering::Relaxed);

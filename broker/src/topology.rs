@@ -1,15 +1,15 @@
 //! Declares the service's queues, identically from every process.
 //!
 //! RabbitMQ refuses a re-declaration whose arguments differ from the
-//! existing queue's (PRECONDITION_FAILED). Each queue is therefore first
-//! declared passively; only a missing queue is created, with this process's
-//! settings. So the first process to start fixes the arguments, and a later
-//! one with another `--retention` or `--max-queue-length` still starts (it
-//! logs the difference it cannot apply).
+//! existing queue's (PRECONDITION_FAILED, which closes the channel). Each
+//! queue is declared on a channel of its own; a refusal is logged and the
+//! existing queue used as it is. So the first process to start fixes the
+//! arguments, and a later one with another `--retention` or
+//! `--max-queue-length` still starts (it warns about what it cannot apply).
 
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{Channel, Connection};
+use lapin::Connection;
 use std::time::Duration;
 use verify_core::Topology;
 
@@ -61,41 +61,27 @@ pub fn queue_arguments(topology: &Topology, settings: &QueueSettings) -> Vec<(St
     ]
 }
 
-/// Makes sure every queue exists. Needs its own connection because a failed
-/// passive declare closes the channel it was sent on.
+/// Makes sure every queue exists, each declared on a short-lived channel
+/// because a refused declaration closes its channel.
 pub async fn declare_topology(
     connection: &Connection,
     topology: &Topology,
     settings: &QueueSettings,
 ) -> lapin::Result<()> {
     for (name, arguments) in queue_arguments(topology, settings) {
-        let probe = connection.create_channel().await?;
-        let exists = probe
-            .queue_declare(
-                name.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .is_ok();
-        if exists {
-            let _ = probe.close(200, "ok".into()).await;
-            continue;
-        }
         let channel = connection.create_channel().await?;
-        declare(&channel, &name, arguments).await?;
-        let _ = channel.close(200, "ok".into()).await;
-        tracing::info!(queue = %name, "declared queue");
+        match channel
+            .queue_declare(name.as_str().into(), QueueDeclareOptions::durable(), arguments)
+            .await
+        {
+            Ok(_) => {
+                let _ = channel.close(200, "ok".into()).await;
+            }
+            Err(e) if connection.status().connected() => {
+                tracing::warn!(queue = %name, error = %e, "queue exists with other arguments; using it as it is");
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
-}
-
-async fn declare(channel: &Channel, name: &str, arguments: FieldTable) -> lapin::Result<()> {
-    channel
-        .queue_declare(name.into(), QueueDeclareOptions::durable(), arguments)
-        .await
-        .map(|_| ())
 }

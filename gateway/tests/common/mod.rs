@@ -1,0 +1,348 @@
+//! Test harness: real `gateway` and `verifier-worker` processes against the
+//! real broker, each test on its own queue names (a fresh `REQUEST_QUEUE`).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lapin::options::{BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use rsa::pkcs1v15::SigningKey;
+use rsa::pkcs8::DecodePrivateKey;
+use rsa::signature::{SignatureEncoding, Signer};
+use serde_json::{json, Value};
+
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// The directory cargo put the binaries in (`target/<profile>`).
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(Path::parent).expect("target dir").to_owned()
+}
+
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (scripts/test.sh does `cargo build --bins`)",
+        path.display()
+    );
+    path
+}
+
+fn vectors() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../verify-core/tests/vectors")
+}
+
+/// Signs with the committed test key `k2048` (SHA256withRSA).
+pub struct Signer2048(SigningKey<sha2::Sha256>);
+
+impl Signer2048 {
+    pub fn new() -> Self {
+        let der = std::fs::read(vectors().join("private/k2048.pk8.der")).unwrap();
+        let key = rsa::RsaPrivateKey::from_pkcs8_der(&der).unwrap();
+        Signer2048(SigningKey::new(key))
+    }
+
+    pub fn sign_hex(&self, document: &[u8]) -> String {
+        hex::encode(self.0.sign(document).to_bytes())
+    }
+}
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, signal);
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits (bounded) for the process to exit; its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One test's world: its queue names, key and docs dirs, processes.
+pub struct TestEnv {
+    pub queue: String,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        let queue = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        std::fs::create_dir(&keys).unwrap();
+        std::fs::copy(vectors().join("keys/k2048.pem"), keys.join("default.pem")).unwrap();
+        std::fs::copy(vectors().join("keys/other.pem"), keys.join("other.pem")).unwrap();
+        std::fs::create_dir(dir.path().join("docs")).unwrap();
+        TestEnv {
+            queue,
+            dir,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub fn keys_dir(&self) -> PathBuf {
+        self.dir.path().join("keys")
+    }
+
+    pub fn docs_dir(&self) -> PathBuf {
+        self.dir.path().join("docs")
+    }
+
+    fn spawn(&self, bin: &str, name: &str, env: &[(&str, String)]) -> Proc {
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
+        let mut command = Command::new(binary(bin));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("AMQP_URL", AMQP_URL)
+            .env("REQUEST_QUEUE", &self.queue)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in env {
+            // An empty value means "leave this variable unset".
+            if v.is_empty() {
+                command.env_remove(k);
+            } else {
+                command.env(k, v);
+            }
+        }
+        Proc {
+            child: command.spawn().unwrap(),
+            name: name.to_owned(),
+        }
+    }
+
+    /// Starts a gateway and waits until it is ready.
+    pub async fn gateway(&self, env: &[(&str, String)]) -> Gateway {
+        let gateway = self.gateway_unready(env);
+        gateway.wait_ready(Duration::from_secs(30)).await;
+        gateway
+    }
+
+    /// Starts a gateway without waiting for readiness.
+    pub fn gateway_unready(&self, env: &[(&str, String)]) -> Gateway {
+        let port = free_port();
+        let mut all = vec![
+            ("GATEWAY_ADDR", format!("127.0.0.1:{port}")),
+            ("DOCS_DIR", self.docs_dir().display().to_string()),
+        ];
+        all.extend(env.iter().cloned());
+        let proc = self.spawn("gateway", &format!("gateway-{port}"), &all);
+        Gateway {
+            proc,
+            base: format!("http://127.0.0.1:{port}"),
+            http: self.http.clone(),
+        }
+    }
+
+    pub fn worker(&self, name: &str, env: &[(&str, String)]) -> Proc {
+        let mut all = vec![("VERIFIER_KEYS_DIR", self.keys_dir().display().to_string())];
+        all.extend(env.iter().cloned());
+        self.spawn("verifier-worker", name, &all)
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Publishes raw bytes to this test's request queue (to inject poison).
+    pub async fn publish_raw(&self, body: &[u8]) {
+        let conn = Connection::connect(AMQP_URL, ConnectionProperties::default()).await.unwrap();
+        let channel = conn.create_channel().await.unwrap();
+        channel
+            .basic_publish(
+                "".into(),
+                self.queue.as_str().into(),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        let _ = conn.close(200, "done".into()).await;
+    }
+
+    /// Number of messages ready in a queue of this test.
+    pub async fn queue_depth(&self, queue: &str) -> u32 {
+        let conn = Connection::connect(AMQP_URL, ConnectionProperties::default()).await.unwrap();
+        let channel = conn.create_channel().await.unwrap();
+        let q = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let _ = conn.close(200, "done".into()).await;
+        q.message_count()
+    }
+}
+
+impl Drop for TestEnv {
+    /// Deletes this test's queues so the shared broker does not fill up.
+    fn drop(&mut self) {
+        let queue = self.queue.clone();
+        let cleanup = async move {
+            let Ok(conn) = Connection::connect(AMQP_URL, ConnectionProperties::default()).await else {
+                return;
+            };
+            for name in [queue.clone(), format!("{queue}.dead"), format!("{queue}.events")] {
+                if let Ok(channel) = conn.create_channel().await {
+                    let _ = channel
+                        .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+                        .await;
+                }
+            }
+            let _ = conn.close(200, "done".into()).await;
+        };
+        // Drop may run inside or outside a runtime: use a private one on a thread.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|rt| rt.block_on(cleanup))
+        })
+        .join();
+    }
+}
+
+pub struct Gateway {
+    pub proc: Proc,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Gateway {
+    pub async fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.base)).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "gateway {} not ready in {timeout:?}", self.base);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn post_json(&self, body: &Value) -> (u16, HashMap<String, String>, Value) {
+        let r = self
+            .http
+            .post(format!("{}/api/signature", self.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        response(r).await
+    }
+
+    pub async fn post_raw(&self, content_type: Option<&str>, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, HashMap<String, String>, Value) {
+        let mut request = self.http.post(format!("{}/api/signature", self.base)).body(body);
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        response(request.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, HashMap<String, String>, Value) {
+        let r = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        response(r).await
+    }
+
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let r = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// Submits and returns the id (asserting 202).
+    pub async fn submit(&self, body: &Value) -> String {
+        let (status, _, json) = self.post_json(body).await;
+        assert_eq!(status, 202, "{json}");
+        json["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Long-polls until the id leaves `pending` (bounded by `timeout`).
+    pub async fn result(&self, id: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, _, json) = self.get(&format!("/api/signature/{id}?wait=5")).await;
+            if status == 200 && json["status"] != "pending" {
+                return json;
+            }
+            assert!(Instant::now() < deadline, "{id} still {status} {json} after {timeout:?}");
+        }
+    }
+}
+
+async fn response(r: reqwest::Response) -> (u16, HashMap<String, String>, Value) {
+    let status = r.status().as_u16();
+    let headers = r
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+        .collect();
+    let text = r.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, headers, json)
+}
+
+/// A request body for `document`, valid or tampered.
+pub fn body_for(signer: &Signer2048, document: &str, tampered: bool) -> Value {
+    let signature = signer.sign_hex(document.as_bytes());
+    let text = if tampered { format!("{document}!") } else { document.to_owned() };
+    json!({ "text": text, "hexSignature": signature })
+}
