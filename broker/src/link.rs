@@ -78,7 +78,8 @@ impl<T: Send + Sync + 'static> Link<T> {
             let mut backoff = BACKOFF_MIN;
             let mut attempt = 0;
             while !shutdown.is_cancelled() {
-                let properties = ConnectionProperties::default().with_connection_name(name.clone().into());
+                let properties =
+                    ConnectionProperties::default().with_connection_name(name.clone().into());
                 let connected = tokio::select! {
                     c = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&url, properties)) => c,
                     _ = shutdown.cancelled() => break,
@@ -115,8 +116,12 @@ impl<T: Send + Sync + 'static> Link<T> {
                             break;
                         }
                     }
-                    Ok(Err(e)) => tracing::warn!(link = %name, error = %e, ?backoff, "cannot connect to the broker"),
-                    Err(_) => tracing::warn!(link = %name, ?backoff, "timed out connecting to the broker"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(link = %name, error = %e, ?backoff, "cannot connect to the broker")
+                    }
+                    Err(_) => {
+                        tracing::warn!(link = %name, ?backoff, "timed out connecting to the broker")
+                    }
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}

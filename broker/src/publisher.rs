@@ -45,7 +45,12 @@ impl Publisher {
 
     /// Publishes a persistent JSON message to `queue` through the default
     /// exchange and waits (bounded) for the broker's confirmation.
-    pub async fn publish(&self, queue: &str, payload: &[u8], kind: &str) -> Result<(), PublishError> {
+    pub async fn publish(
+        &self,
+        queue: &str,
+        payload: &[u8],
+        kind: &str,
+    ) -> Result<(), PublishError> {
         let properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type(ShortString::from("application/json"))

@@ -4,10 +4,13 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+/// Installs the log subscriber and the metrics recorder; call first thing,
+/// so no metric recorded at startup is lost.
 pub fn init() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    metrics_handle();
 }
 
 /// Latency buckets in seconds, 1 ms to 30 s (the longest long-poll).

@@ -41,7 +41,10 @@ pub fn queue_arguments(topology: &Topology, settings: &QueueSettings) -> Vec<(St
         // Rejected (undecodable) requests go to `<queue>.dead` through the
         // default exchange: never requeued forever, never lost.
         ("x-dead-letter-exchange", long("")),
-        ("x-dead-letter-routing-key", long(&topology.dead_letter_queue)),
+        (
+            "x-dead-letter-routing-key",
+            long(&topology.dead_letter_queue),
+        ),
     ];
     if let Some(max) = settings.max_queue_length {
         request.push(("x-max-length", AMQPValue::LongLongInt(i64::from(max))));
@@ -71,7 +74,11 @@ pub async fn declare_topology(
     for (name, arguments) in queue_arguments(topology, settings) {
         let channel = connection.create_channel().await?;
         match channel
-            .queue_declare(name.as_str().into(), QueueDeclareOptions::durable(), arguments)
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions::durable(),
+                arguments,
+            )
             .await
         {
             Ok(_) => {

@@ -7,10 +7,18 @@ use std::time::Duration;
 use clap::Parser;
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "gateway", version, about = "HTTP gateway of the signature verification service")]
+#[command(
+    name = "gateway",
+    version,
+    about = "HTTP gateway of the signature verification service"
+)]
 pub struct Config {
     /// RabbitMQ URL (the vhost is URL-encoded: %2f is "/").
-    #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
     pub amqp_url: String,
 
     /// Address the HTTP server listens on (port 0 picks a free port).

@@ -1,5 +1,5 @@
-use clap::Parser;
 use broker::{shutdown, telemetry};
+use clap::Parser;
 use gateway::{config::Config, startup::Application};
 
 #[tokio::main]

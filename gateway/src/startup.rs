@@ -80,8 +80,8 @@ impl Application {
     /// long-polls at once, drains in-flight requests and closes the links.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let http_shutdown = self.state.shutdown.clone();
-        let serve = axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(async move {
+        let serve =
+            axum::serve(self.listener, router(self.state)).with_graceful_shutdown(async move {
                 shutdown.cancelled().await;
                 http_shutdown.cancel();
             });
@@ -91,7 +91,11 @@ impl Application {
         };
         drained.await?;
         self.links.cancel();
-        let _ = tokio::time::timeout(SHUTDOWN_DEADLINE, futures_util::future::join_all(self.tasks)).await;
+        let _ = tokio::time::timeout(
+            SHUTDOWN_DEADLINE,
+            futures_util::future::join_all(self.tasks),
+        )
+        .await;
         tracing::info!("gateway stopped");
         Ok(())
     }

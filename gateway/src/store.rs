@@ -55,7 +55,10 @@ pub enum Applied {
     /// A new pending request.
     Accepted,
     /// The first result for the id; `latency_ms` is submit-to-result.
-    Finished { outcome: &'static str, latency_ms: u64 },
+    Finished {
+        outcome: &'static str,
+        latency_ms: u64,
+    },
     /// Nothing changed (a duplicate, a late `accepted`, an expired event).
     Ignored,
     /// A later result for an id that already has one.
@@ -187,8 +190,7 @@ impl Store {
             }
         };
         // The last waiter out removes the entry (a result removes it too).
-        self.waiters
-            .remove_if(id, |_, n| Arc::strong_count(n) == 1);
+        self.waiters.remove_if(id, |_, n| Arc::strong_count(n) == 1);
         early.unwrap_or_else(|| self.get(id))
     }
 
@@ -292,9 +294,18 @@ mod tests {
         let id = RequestId::new();
         assert_eq!(store.apply(&accepted(id)), Applied::Accepted);
         assert_eq!(store.pending(), 1);
-        assert!(matches!(store.apply(&completed(id, true)), Applied::Finished { outcome: "valid", .. }));
+        assert!(matches!(
+            store.apply(&completed(id, true)),
+            Applied::Finished {
+                outcome: "valid",
+                ..
+            }
+        ));
         assert_eq!(store.apply(&completed(id, false)), Applied::Duplicate);
-        assert!(matches!(store.get(&id), Some(Status::Completed { valid: true, .. })));
+        assert!(matches!(
+            store.get(&id),
+            Some(Status::Completed { valid: true, .. })
+        ));
         // A late `accepted` does not reset a finished request.
         assert_eq!(store.apply(&accepted(id)), Applied::Ignored);
         assert_eq!(store.pending(), 0);
@@ -305,7 +316,10 @@ mod tests {
     fn result_before_accept_and_expired_events() {
         let store = Store::new(Duration::from_secs(60));
         let id = RequestId::new();
-        assert!(matches!(store.apply(&completed(id, false)), Applied::Finished { .. }));
+        assert!(matches!(
+            store.apply(&completed(id, false)),
+            Applied::Finished { .. }
+        ));
         assert_eq!(store.pending(), 0);
         let mut old = accepted(RequestId::new());
         old.at_ms -= 61_000;
@@ -321,19 +335,27 @@ mod tests {
             let store = store.clone();
             tokio::spawn(async move {
                 let started = std::time::Instant::now();
-                let status = store.wait(&id, Duration::from_secs(20), std::future::pending()).await;
+                let status = store
+                    .wait(&id, Duration::from_secs(20), std::future::pending())
+                    .await;
                 (status, started.elapsed())
             })
         };
         // Wait (bounded) until the long-poll has registered, then complete.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while !store.waiters.contains_key(&id) {
-            assert!(std::time::Instant::now() < deadline, "waiter never registered");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "waiter never registered"
+            );
             tokio::task::yield_now().await;
         }
         store.apply(&completed(id, true));
         let (status, elapsed) = waiter.await.unwrap();
-        assert!(matches!(status, Some(Status::Completed { valid: true, .. })));
+        assert!(matches!(
+            status,
+            Some(Status::Completed { valid: true, .. })
+        ));
         assert!(elapsed < Duration::from_secs(10), "woke after {elapsed:?}");
         assert!(store.waiters.is_empty());
     }

@@ -38,8 +38,12 @@ async fn submit_and_read_results_for_every_document_source() {
     }
 
     // Tampered document, wrong key: a verdict of false, not an error.
-    let tampered = gw.submit(&json!({ "text": format!("{document}."), "hexSignature": signature })).await;
-    let wrong_key = gw.submit(&json!({ "text": document, "hexSignature": signature, "keyId": "other" })).await;
+    let tampered = gw
+        .submit(&json!({ "text": format!("{document}."), "hexSignature": signature }))
+        .await;
+    let wrong_key = gw
+        .submit(&json!({ "text": document, "hexSignature": signature, "keyId": "other" }))
+        .await;
     for id in [tampered, wrong_key] {
         let result = gw.result(&id, Duration::from_secs(20)).await;
         assert_eq!(result["status"], "completed");
@@ -47,8 +51,12 @@ async fn submit_and_read_results_for_every_document_source() {
     }
 
     // Decodable requests the worker cannot check: failed with a code.
-    let unknown = gw.submit(&json!({ "text": document, "hexSignature": signature, "keyId": "nobody" })).await;
-    let legacy = gw.submit(&json!({ "text": document, "hexSignature": signature, "algorithm": "MD5withRSA" })).await;
+    let unknown = gw
+        .submit(&json!({ "text": document, "hexSignature": signature, "keyId": "nobody" }))
+        .await;
+    let legacy = gw
+        .submit(&json!({ "text": document, "hexSignature": signature, "algorithm": "MD5withRSA" }))
+        .await;
     for (id, code) in [(unknown, "unknown_key"), (legacy, "algorithm_disabled")] {
         let result = gw.result(&id, Duration::from_secs(20)).await;
         assert_eq!(result["status"], "failed", "{result}");
@@ -66,9 +74,15 @@ async fn submit_and_read_results_for_every_document_source() {
         "gateway_end_to_end_seconds_bucket",
         "gateway_pending",
     ] {
-        assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
+        assert!(
+            metrics.contains(name),
+            "{name} missing from /metrics:\n{metrics}"
+        );
     }
-    assert!(metrics.contains(r#"route="/api/signature",status="202""#), "{metrics}");
+    assert!(
+        metrics.contains(r#"route="/api/signature",status="202""#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -80,34 +94,152 @@ async fn bad_input_gets_its_status_and_code() {
     std::fs::write(&outside, "secret").unwrap();
     std::os::unix::fs::symlink(&outside, env.docs_dir().join("escape.txt")).unwrap();
 
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, &str)> = vec![
-        ("no content type", None, b"{}".to_vec(), 415, "unsupported_media_type"),
-        ("text/plain", Some("text/plain"), b"{}".to_vec(), 415, "unsupported_media_type"),
-        ("not json", Some("application/json"), b"{nope".to_vec(), 400, "invalid_json"),
-        ("json array", Some("application/json"), b"[1]".to_vec(), 400, "invalid_json"),
-        ("no signature", Some("application/json"), br#"{"text":"x"}"#.to_vec(), 400, "missing_field"),
-        ("no document", Some("application/json"), br#"{"hexSignature":"ab"}"#.to_vec(), 400, "missing_field"),
-        ("two documents", Some("application/json"), br#"{"hexSignature":"ab","text":"x","textBase64":"eA=="}"#.to_vec(), 400, "conflicting_fields"),
-        ("odd hex", Some("application/json"), br#"{"hexSignature":"abc","text":"x"}"#.to_vec(), 400, "invalid_signature"),
-        ("non-hex", Some("application/json"), br#"{"hexSignature":"zz","text":"x"}"#.to_vec(), 400, "invalid_signature"),
-        ("bad base64", Some("application/json"), br#"{"hexSignature":"ab","textBase64":"***"}"#.to_vec(), 400, "invalid_base64"),
-        ("unknown algorithm", Some("application/json"), br#"{"hexSignature":"ab","text":"x","algorithm":"SHA256withECDSA"}"#.to_vec(), 400, "unknown_algorithm"),
-        ("absolute textFile", Some("application/json"), br#"{"hexSignature":"ab","textFile":"/etc/passwd"}"#.to_vec(), 400, "invalid_text_file"),
-        ("escaping textFile", Some("application/json"), br#"{"hexSignature":"ab","textFile":"../secret.txt"}"#.to_vec(), 400, "invalid_text_file"),
-        ("symlink out", Some("application/json"), br#"{"hexSignature":"ab","textFile":"escape.txt"}"#.to_vec(), 400, "invalid_text_file"),
-        ("missing textFile", Some("application/json"), br#"{"hexSignature":"ab","textFile":"nope.txt"}"#.to_vec(), 400, "invalid_text_file"),
-        ("directory textFile", Some("application/json"), br#"{"hexSignature":"ab","textFile":"subdir"}"#.to_vec(), 400, "invalid_text_file"),
-        ("too large", Some("application/json"), format!(r#"{{"hexSignature":"ab","text":"{}"}}"#, "x".repeat(5000)).into_bytes(), 413, "payload_too_large"),
+    // (what, Content-Type, body, status, error code)
+    type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "no content type",
+            None,
+            b"{}".to_vec(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "text/plain",
+            Some("text/plain"),
+            b"{}".to_vec(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "not json",
+            Some("application/json"),
+            b"{nope".to_vec(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "json array",
+            Some("application/json"),
+            b"[1]".to_vec(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "no signature",
+            Some("application/json"),
+            br#"{"text":"x"}"#.to_vec(),
+            400,
+            "missing_field",
+        ),
+        (
+            "no document",
+            Some("application/json"),
+            br#"{"hexSignature":"ab"}"#.to_vec(),
+            400,
+            "missing_field",
+        ),
+        (
+            "two documents",
+            Some("application/json"),
+            br#"{"hexSignature":"ab","text":"x","textBase64":"eA=="}"#.to_vec(),
+            400,
+            "conflicting_fields",
+        ),
+        (
+            "odd hex",
+            Some("application/json"),
+            br#"{"hexSignature":"abc","text":"x"}"#.to_vec(),
+            400,
+            "invalid_signature",
+        ),
+        (
+            "non-hex",
+            Some("application/json"),
+            br#"{"hexSignature":"zz","text":"x"}"#.to_vec(),
+            400,
+            "invalid_signature",
+        ),
+        (
+            "bad base64",
+            Some("application/json"),
+            br#"{"hexSignature":"ab","textBase64":"***"}"#.to_vec(),
+            400,
+            "invalid_base64",
+        ),
+        (
+            "unknown algorithm",
+            Some("application/json"),
+            br#"{"hexSignature":"ab","text":"x","algorithm":"SHA256withECDSA"}"#.to_vec(),
+            400,
+            "unknown_algorithm",
+        ),
+        (
+            "absolute textFile",
+            Some("application/json"),
+            br#"{"hexSignature":"ab","textFile":"/etc/passwd"}"#.to_vec(),
+            400,
+            "invalid_text_file",
+        ),
+        (
+            "escaping textFile",
+            Some("application/json"),
+            br#"{"hexSignature":"ab","textFile":"../secret.txt"}"#.to_vec(),
+            400,
+            "invalid_text_file",
+        ),
+        (
+            "symlink out",
+            Some("application/json"),
+            br#"{"hexSignature":"ab","textFile":"escape.txt"}"#.to_vec(),
+            400,
+            "invalid_text_file",
+        ),
+        (
+            "missing textFile",
+            Some("application/json"),
+            br#"{"hexSignature":"ab","textFile":"nope.txt"}"#.to_vec(),
+            400,
+            "invalid_text_file",
+        ),
+        (
+            "directory textFile",
+            Some("application/json"),
+            br#"{"hexSignature":"ab","textFile":"subdir"}"#.to_vec(),
+            400,
+            "invalid_text_file",
+        ),
+        (
+            "too large",
+            Some("application/json"),
+            format!(r#"{{"hexSignature":"ab","text":"{}"}}"#, "x".repeat(5000)).into_bytes(),
+            413,
+            "payload_too_large",
+        ),
     ];
     for (what, content_type, body, status, code) in cases {
         let (got, _, json) = gw.post_raw(content_type, body, &[]).await;
         assert_eq!(got, status, "{what}: {json}");
         assert_eq!(json["error"]["code"], code, "{what}: {json}");
-        assert!(json["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {json}");
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{what}: {json}"
+        );
     }
     // charset is still JSON: this one passes the media-type check (and fails later, on content).
-    let (got, _, json) = gw.post_raw(Some("application/json; charset=utf-8"), br#"{"text":"x"}"#.to_vec(), &[]).await;
-    assert_eq!((got, json["error"]["code"].as_str()), (400, Some("missing_field")));
+    let (got, _, json) = gw
+        .post_raw(
+            Some("application/json; charset=utf-8"),
+            br#"{"text":"x"}"#.to_vec(),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (got, json["error"]["code"].as_str()),
+        (400, Some("missing_field"))
+    );
 
     let id = uuid::Uuid::new_v4().hyphenated().to_string();
     let simple = uuid::Uuid::new_v4().simple().to_string();
@@ -116,7 +248,11 @@ async fn bad_input_gets_its_status_and_code() {
         (format!("/api/signature/{simple}"), 400, "invalid_id"),
         ("/api/signature/not-an-id".to_owned(), 400, "invalid_id"),
         (format!("/api/signature/{id}?wait=31"), 400, "invalid_wait"),
-        (format!("/api/signature/{id}?wait=soon"), 400, "invalid_wait"),
+        (
+            format!("/api/signature/{id}?wait=soon"),
+            400,
+            "invalid_wait",
+        ),
     ] {
         let (got, _, json) = gw.get(&path).await;
         assert_eq!(got, status, "{path}: {json}");
@@ -132,10 +268,18 @@ async fn text_file_is_refused_without_docs_dir() {
     let env = TestEnv::new();
     let gw = env.gateway(&[("DOCS_DIR", String::new())]).await;
     std::fs::write(env.docs_dir().join("doc.txt"), "x").unwrap();
-    let (status, _, json) = gw.post_json(&json!({"hexSignature": "ab", "textFile": "doc.txt"})).await;
+    let (status, _, json) = gw
+        .post_json(&json!({"hexSignature": "ab", "textFile": "doc.txt"}))
+        .await;
     assert_eq!(status, 400);
     assert_eq!(json["error"]["code"], "invalid_text_file");
-    assert!(json["error"]["message"].as_str().unwrap().contains("DOCS_DIR"), "{json}");
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("DOCS_DIR"),
+        "{json}"
+    );
 }
 
 #[tokio::test]
@@ -146,12 +290,20 @@ async fn pending_then_long_poll_wakes_on_the_result() {
     // No worker yet: the request stays pending.
     let id = gw.submit(&body_for(&signer, "wait for me", false)).await;
     let (status, _, json) = gw.get(&format!("/api/signature/{id}")).await;
-    assert_eq!((status, json["status"].as_str()), (200, Some("pending")), "{json}");
+    assert_eq!(
+        (status, json["status"].as_str()),
+        (200, Some("pending")),
+        "{json}"
+    );
     // A long-poll with nothing to wake it is held for the whole wait.
     let started = Instant::now();
     let (_, _, json) = gw.get(&format!("/api/signature/{id}?wait=1.5")).await;
     assert_eq!(json["status"], "pending");
-    assert!(started.elapsed() >= Duration::from_millis(1500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
 
     // A long-poll registered before the worker exists wakes when it answers.
     let poll = {
@@ -167,7 +319,10 @@ async fn pending_then_long_poll_wakes_on_the_result() {
     let (json, elapsed) = poll.await.unwrap();
     assert_eq!(json["status"], "completed", "{json}");
     assert_eq!(json["valid"], true);
-    assert!(elapsed < Duration::from_secs(25), "long-poll answered after {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(25),
+        "long-poll answered after {elapsed:?}"
+    );
 }
 
 #[tokio::test]
@@ -200,7 +355,10 @@ async fn health_readiness_and_broker_down_503() {
 async fn worker_serves_health_and_metrics_when_asked() {
     let env = TestEnv::new();
     let port = free_port();
-    let _worker = env.worker("worker", &[("WORKER_HTTP_ADDR", format!("127.0.0.1:{port}"))]);
+    let _worker = env.worker(
+        "worker",
+        &[("WORKER_HTTP_ADDR", format!("127.0.0.1:{port}"))],
+    );
     let gw = env.gateway(&[]).await;
     let signer = Signer2048::new();
     let id = gw.submit(&body_for(&signer, "count me", false)).await;
@@ -208,14 +366,34 @@ async fn worker_serves_health_and_metrics_when_asked() {
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let ready = gw.http.get(format!("{base}/readyz")).send().await.map(|r| r.status().as_u16());
+        let ready = gw
+            .http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16());
         if ready.as_ref().ok() == Some(&200) {
             break;
         }
         assert!(Instant::now() < deadline, "worker never ready: {ready:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let metrics = gw.http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"worker_verifications_total{outcome="valid",algorithm="SHA256withRSA"} 1"#), "{metrics}");
-    assert!(metrics.contains("worker_verify_seconds_bucket"), "{metrics}");
+    let metrics = gw
+        .http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .contains(r#"worker_verifications_total{outcome="valid",algorithm="SHA256withRSA"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("worker_verify_seconds_bucket"),
+        "{metrics}"
+    );
 }

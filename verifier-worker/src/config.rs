@@ -7,10 +7,18 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "verifier-worker", version, about = "Verifies RSA signatures requested over RabbitMQ")]
+#[command(
+    name = "verifier-worker",
+    version,
+    about = "Verifies RSA signatures requested over RabbitMQ"
+)]
 pub struct Config {
     /// RabbitMQ URL (the vhost is URL-encoded: %2f is "/").
-    #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
     pub amqp_url: String,
 
     /// Name of the request queue (also names `<name>.dead` and `<name>.events`).

@@ -16,7 +16,11 @@ pub fn router(consuming: Link<()>, results: Link<Publisher>, metrics: Prometheus
             "/readyz",
             get(move || async move {
                 let ready = consuming.is_up() && results.is_up();
-                let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                let code = if ready {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
                 (code, if ready { "ready" } else { "not ready" })
             }),
         )

@@ -70,7 +70,11 @@ impl Worker {
                     .await
                     .with_context(|| format!("binding WORKER_HTTP_ADDR {addr}"))?;
                 tracing::info!(addr = %listener.local_addr()?, "worker HTTP listening");
-                let app = crate::http::router(consuming.clone(), results.clone(), broker::telemetry::metrics_handle());
+                let app = crate::http::router(
+                    consuming.clone(),
+                    results.clone(),
+                    broker::telemetry::metrics_handle(),
+                );
                 let stop = http_stop.clone();
                 Some(tokio::spawn(async move {
                     let _ = axum::serve(listener, app)

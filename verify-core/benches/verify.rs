@@ -14,7 +14,8 @@ use verify_core::{Algorithm, Backend, PublicKey};
 const DOC_LEN: usize = 2900;
 
 fn key(bits: u32) -> RsaPrivateKey {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/vectors/private/k{bits}.pk8.der"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("tests/vectors/private/k{bits}.pk8.der"));
     RsaPrivateKey::from_pkcs8_der(&std::fs::read(path).unwrap()).unwrap()
 }
 
@@ -25,20 +26,30 @@ fn verify(c: &mut Criterion) {
     for bits in [2048, 3072, 4096] {
         let private = key(bits);
         let hashed = sha2::Sha256::digest(&document);
-        let signature = private.sign(Pkcs1v15Sign::new::<sha2::Sha256>(), &hashed).unwrap();
+        let signature = private
+            .sign(Pkcs1v15Sign::new::<sha2::Sha256>(), &hashed)
+            .unwrap();
         let public = PublicKey::from_rsa(private.to_public_key());
         for backend in [Backend::Fast, Backend::Rust] {
-            assert!(backend.verify(&public, Algorithm::Sha256WithRsa, &document, &signature).0);
-            group.bench_with_input(BenchmarkId::new(backend.to_string(), bits), &bits, |b, _| {
-                b.iter(|| {
-                    backend.verify(
-                        black_box(&public),
-                        Algorithm::Sha256WithRsa,
-                        black_box(&document),
-                        black_box(&signature),
-                    )
-                })
-            });
+            assert!(
+                backend
+                    .verify(&public, Algorithm::Sha256WithRsa, &document, &signature)
+                    .0
+            );
+            group.bench_with_input(
+                BenchmarkId::new(backend.to_string(), bits),
+                &bits,
+                |b, _| {
+                    b.iter(|| {
+                        backend.verify(
+                            black_box(&public),
+                            Algorithm::Sha256WithRsa,
+                            black_box(&document),
+                            black_box(&signature),
+                        )
+                    })
+                },
+            );
         }
     }
     group.finish();

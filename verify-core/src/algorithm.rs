@@ -21,7 +21,7 @@ pub enum Digest {
 
 impl Digest {
     /// Output length in bytes; also the PSS salt length we accept.
-    pub fn len(self) -> usize {
+    pub fn output_len(self) -> usize {
         match self {
             Digest::Md5 => 16,
             Digest::Sha1 => 20,
@@ -146,7 +146,8 @@ impl Serialize for Algorithm {
 impl<'de> Deserialize<'de> for Algorithm {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        Algorithm::parse(&name).ok_or_else(|| serde::de::Error::custom(UnknownAlgorithm(name.into())))
+        Algorithm::parse(&name)
+            .ok_or_else(|| serde::de::Error::custom(UnknownAlgorithm(name.into())))
     }
 }
 
@@ -156,8 +157,14 @@ mod tests {
 
     #[test]
     fn names_match_case_insensitively_and_report_canonical_spelling() {
-        assert_eq!(Algorithm::parse("sha256withrsa"), Some(Algorithm::Sha256WithRsa));
-        assert_eq!(Algorithm::parse("SHA512WITHRSA/pss"), Some(Algorithm::Sha512WithRsaPss));
+        assert_eq!(
+            Algorithm::parse("sha256withrsa"),
+            Some(Algorithm::Sha256WithRsa)
+        );
+        assert_eq!(
+            Algorithm::parse("SHA512WITHRSA/pss"),
+            Some(Algorithm::Sha512WithRsaPss)
+        );
         assert_eq!(Algorithm::parse("md5withRSA").unwrap().name(), "MD5withRSA");
         assert_eq!(Algorithm::parse("SHA256withECDSA"), None);
         assert_eq!(Algorithm::parse(""), None);
@@ -174,7 +181,10 @@ mod tests {
 
     #[test]
     fn only_sha1_and_md5_are_legacy() {
-        let legacy: Vec<_> = Algorithm::ALL.into_iter().filter(|a| a.is_legacy()).collect();
+        let legacy: Vec<_> = Algorithm::ALL
+            .into_iter()
+            .filter(|a| a.is_legacy())
+            .collect();
         assert_eq!(legacy, [Algorithm::Sha1WithRsa, Algorithm::Md5WithRsa]);
     }
 }

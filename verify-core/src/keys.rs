@@ -103,7 +103,9 @@ impl PublicKey {
 
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PublicKey").field("bits", &self.bits()).finish()
+        f.debug_struct("PublicKey")
+            .field("bits", &self.bits())
+            .finish()
     }
 }
 
@@ -130,7 +132,9 @@ fn parse_der(der: &[u8]) -> Result<RsaPublicKey, String> {
         return Ok(key);
     }
     certificate_to_rsa(der).map_err(|cert_err| {
-        format!("not DER SubjectPublicKeyInfo, PKCS#1 RSAPublicKey nor X.509 certificate ({cert_err})")
+        format!(
+            "not DER SubjectPublicKeyInfo, PKCS#1 RSAPublicKey nor X.509 certificate ({cert_err})"
+        )
     })
 }
 

@@ -225,7 +225,9 @@ mod base64_bytes {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        STANDARD.decode(text.as_bytes()).map_err(serde::de::Error::custom)
+        STANDARD
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -253,7 +255,10 @@ mod tests {
             VerifyRequest::decode(v2.to_string().as_bytes()),
             Err(DecodeError::UnsupportedVersion(2))
         ));
-        assert!(matches!(VerifyRequest::decode(b"not json"), Err(DecodeError::Json(_))));
+        assert!(matches!(
+            VerifyRequest::decode(b"not json"),
+            Err(DecodeError::Json(_))
+        ));
     }
 
     #[test]

@@ -21,7 +21,9 @@ pub struct Verdict {
 pub enum VerifyError {
     #[error("no key with id {0:?} is loaded")]
     UnknownKey(KeyId),
-    #[error("the request names no keyId and there is neither a key \"default\" nor exactly one key")]
+    #[error(
+        "the request names no keyId and there is neither a key \"default\" nor exactly one key"
+    )]
     NoDefaultKey,
     #[error("{0} is a legacy algorithm and legacy digests are disabled")]
     AlgorithmDisabled(Algorithm),

@@ -11,12 +11,24 @@ use verify_core::{Algorithm, Digest, Padding, PublicKey};
 fn sign(key: &RsaPrivateKey, algorithm: Algorithm, message: &[u8], rng: &mut StdRng) -> Vec<u8> {
     let hashed = rust::hash(algorithm.digest(), message);
     match (algorithm.padding(), algorithm.digest()) {
-        (Padding::Pkcs1v15, Digest::Sha256) => key.sign(Pkcs1v15Sign::new::<sha2::Sha256>(), &hashed),
-        (Padding::Pkcs1v15, Digest::Sha384) => key.sign(Pkcs1v15Sign::new::<sha2::Sha384>(), &hashed),
-        (Padding::Pkcs1v15, Digest::Sha512) => key.sign(Pkcs1v15Sign::new::<sha2::Sha512>(), &hashed),
-        (Padding::Pss, Digest::Sha256) => key.sign_with_rng(rng, Pss::new::<sha2::Sha256>(), &hashed),
-        (Padding::Pss, Digest::Sha384) => key.sign_with_rng(rng, Pss::new::<sha2::Sha384>(), &hashed),
-        (Padding::Pss, Digest::Sha512) => key.sign_with_rng(rng, Pss::new::<sha2::Sha512>(), &hashed),
+        (Padding::Pkcs1v15, Digest::Sha256) => {
+            key.sign(Pkcs1v15Sign::new::<sha2::Sha256>(), &hashed)
+        }
+        (Padding::Pkcs1v15, Digest::Sha384) => {
+            key.sign(Pkcs1v15Sign::new::<sha2::Sha384>(), &hashed)
+        }
+        (Padding::Pkcs1v15, Digest::Sha512) => {
+            key.sign(Pkcs1v15Sign::new::<sha2::Sha512>(), &hashed)
+        }
+        (Padding::Pss, Digest::Sha256) => {
+            key.sign_with_rng(rng, Pss::new::<sha2::Sha256>(), &hashed)
+        }
+        (Padding::Pss, Digest::Sha384) => {
+            key.sign_with_rng(rng, Pss::new::<sha2::Sha384>(), &hashed)
+        }
+        (Padding::Pss, Digest::Sha512) => {
+            key.sign_with_rng(rng, Pss::new::<sha2::Sha512>(), &hashed)
+        }
         other => panic!("not a fast-backend algorithm: {other:?}"),
     }
     .unwrap()
@@ -33,8 +45,10 @@ fn both_backends_agree_on_random_cases() {
         .iter()
         .map(|k| PublicKey::from_rsa(k.to_public_key()))
         .collect();
-    let fast_algorithms: Vec<Algorithm> =
-        Algorithm::ALL.into_iter().filter(|a| !a.is_legacy()).collect();
+    let fast_algorithms: Vec<Algorithm> = Algorithm::ALL
+        .into_iter()
+        .filter(|a| !a.is_legacy())
+        .collect();
 
     let (mut valid, mut invalid) = (0, 0);
     for case in 0..600 {
@@ -62,7 +76,10 @@ fn both_backends_agree_on_random_cases() {
         let reference = rust::verify(key, algorithm, &message, &signature);
         let fast = aws_lc::verify(key, algorithm, &message, &signature)
             .expect("AWS-LC supports >= 2048-bit keys with SHA-2");
-        assert_eq!(reference, fast, "case {case}: {algorithm}, key {verify_with}, len {len}");
+        assert_eq!(
+            reference, fast,
+            "case {case}: {algorithm}, key {verify_with}, len {len}"
+        );
         if reference {
             valid += 1
         } else {
@@ -70,5 +87,8 @@ fn both_backends_agree_on_random_cases() {
         }
     }
     // Both kinds of verdict were exercised, not just one.
-    assert!(valid > 150 && invalid > 150, "valid {valid}, invalid {invalid}");
+    assert!(
+        valid > 150 && invalid > 150,
+        "valid {valid}, invalid {invalid}"
+    );
 }

@@ -58,7 +58,8 @@ fn every_vector_gets_its_expected_verdict_from_both_backends() {
     for source in ["openssl", "java"] {
         for algorithm in Algorithm::ALL {
             assert!(
-                all.iter().any(|v| v.source == source && v.algorithm == algorithm),
+                all.iter()
+                    .any(|v| v.source == source && v.algorithm == algorithm),
                 "no {source} vector for {algorithm}"
             );
         }
@@ -85,7 +86,10 @@ fn every_vector_gets_its_expected_verdict_from_both_backends() {
 fn tampering_wrong_keys_and_wrong_algorithms_are_invalid_verdicts() {
     let keys = registry();
     let other = keys.get(&KeyId::new("other")).unwrap();
-    for v in vectors().iter().filter(|v| v.valid && v.document != "big.bin") {
+    for v in vectors()
+        .iter()
+        .filter(|v| v.valid && v.document != "big.bin")
+    {
         let key = keys.get(&v.key).unwrap();
         let doc = document(&v.document);
 
@@ -106,11 +110,28 @@ fn tampering_wrong_keys_and_wrong_algorithms_are_invalid_verdicts() {
 
         for backend in [Backend::Fast, Backend::Rust] {
             let ctx = format!("{backend} {} {} {}", v.source, v.key, v.algorithm);
-            assert!(!backend.verify(key, v.algorithm, &tampered_doc, &v.signature).0, "doc {ctx}");
-            assert!(!backend.verify(key, v.algorithm, &doc, &tampered_sig).0, "sig {ctx}");
-            assert!(!backend.verify(key, v.algorithm, &doc, short_sig).0, "length {ctx}");
-            assert!(!backend.verify(other, v.algorithm, &doc, &v.signature).0, "key {ctx}");
-            assert!(!backend.verify(key, wrong_alg, &doc, &v.signature).0, "alg {ctx}");
+            assert!(
+                !backend
+                    .verify(key, v.algorithm, &tampered_doc, &v.signature)
+                    .0,
+                "doc {ctx}"
+            );
+            assert!(
+                !backend.verify(key, v.algorithm, &doc, &tampered_sig).0,
+                "sig {ctx}"
+            );
+            assert!(
+                !backend.verify(key, v.algorithm, &doc, short_sig).0,
+                "length {ctx}"
+            );
+            assert!(
+                !backend.verify(other, v.algorithm, &doc, &v.signature).0,
+                "key {ctx}"
+            );
+            assert!(
+                !backend.verify(key, wrong_alg, &doc, &v.signature).0,
+                "alg {ctx}"
+            );
         }
     }
 }
@@ -129,26 +150,48 @@ fn legacy_algorithms_are_refused_unless_enabled() {
         Err(VerifyError::AlgorithmDisabled(Algorithm::Md5WithRsa))
     );
     assert_eq!(
-        strict.verify(Some(&v.key), v.algorithm, &doc, &v.signature).unwrap_err().code(),
+        strict
+            .verify(Some(&v.key), v.algorithm, &doc, &v.signature)
+            .unwrap_err()
+            .code(),
         "algorithm_disabled"
     );
 
     let legacy = Verifier::new(registry(), Backend::Fast, true);
-    let verdict = legacy.verify(Some(&v.key), v.algorithm, &doc, &v.signature).unwrap();
+    let verdict = legacy
+        .verify(Some(&v.key), v.algorithm, &doc, &v.signature)
+        .unwrap();
     assert!(verdict.valid);
-    assert_eq!(verdict.backend, verify_core::Used::Rust, "MD5 is the rsa backend's");
+    assert_eq!(
+        verdict.backend,
+        verify_core::Used::Rust,
+        "MD5 is the rsa backend's"
+    );
 }
 
 #[test]
 fn fast_backend_serves_2048_bit_and_larger_sha2_and_rsa_serves_the_rest() {
     let verifier = Verifier::new(registry(), Backend::Fast, true);
-    for v in vectors().iter().filter(|v| v.document == "text.txt" && v.source == "java") {
+    for v in vectors()
+        .iter()
+        .filter(|v| v.document == "text.txt" && v.source == "java")
+    {
         let verdict = verifier
-            .verify(Some(&v.key), v.algorithm, &document(&v.document), &v.signature)
+            .verify(
+                Some(&v.key),
+                v.algorithm,
+                &document(&v.document),
+                &v.signature,
+            )
             .unwrap();
         assert!(verdict.valid);
-        let fast = cfg!(feature = "aws-lc") && !v.algorithm.is_legacy() && v.key.as_str() != "k1024";
-        let expected = if fast { verify_core::Used::AwsLc } else { verify_core::Used::Rust };
+        let fast =
+            cfg!(feature = "aws-lc") && !v.algorithm.is_legacy() && v.key.as_str() != "k1024";
+        let expected = if fast {
+            verify_core::Used::AwsLc
+        } else {
+            verify_core::Used::Rust
+        };
         assert_eq!(verdict.backend, expected, "{} {}", v.key, v.algorithm);
     }
 }
@@ -163,18 +206,28 @@ fn unknown_keys_and_key_resolution() {
     assert_eq!(err.code(), "unknown_key");
     // Several keys and none called "default": a request must name one.
     assert_eq!(
-        verifier.verify(None, Algorithm::DEFAULT, b"x", b"y").unwrap_err(),
+        verifier
+            .verify(None, Algorithm::DEFAULT, b"x", b"y")
+            .unwrap_err(),
         VerifyError::NoDefaultKey
     );
 
     // Exactly one key: it is the default.
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(vectors_dir().join("keys/k2048.pem"), dir.path().join("solo.pem")).unwrap();
+    std::fs::copy(
+        vectors_dir().join("keys/k2048.pem"),
+        dir.path().join("solo.pem"),
+    )
+    .unwrap();
     let solo = KeyRegistry::load_dir(dir.path()).unwrap();
     assert_eq!(solo.resolve(None).unwrap().0.as_str(), "solo");
 
     // A key named "default" wins when there are several.
-    std::fs::copy(vectors_dir().join("keys/other.pem"), dir.path().join("default.pem")).unwrap();
+    std::fs::copy(
+        vectors_dir().join("keys/other.pem"),
+        dir.path().join("default.pem"),
+    )
+    .unwrap();
     let two = KeyRegistry::load_dir(dir.path()).unwrap();
     assert_eq!(two.resolve(None).unwrap().0.as_str(), "default");
 }
@@ -184,11 +237,17 @@ fn every_format_of_one_key_loads_to_the_same_key() {
     let dir = vectors_dir().join("formats");
     let mut loaded = Vec::new();
     for name in [
-        "spki.pem", "spki.der", "pkcs1.pem", "pkcs1.der", "cert.pem", "cert.der", "cert.crt",
+        "spki.pem",
+        "spki.der",
+        "pkcs1.pem",
+        "pkcs1.der",
+        "cert.pem",
+        "cert.der",
+        "cert.crt",
         "cert.cer",
     ] {
-        let key = verify_core::keys::load_file(&dir.join(name))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let key =
+            verify_core::keys::load_file(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         loaded.push((name, key));
     }
     let reference = registry();
@@ -203,7 +262,11 @@ fn every_format_of_one_key_loads_to_the_same_key() {
 
 fn load_error(files: &[(&str, &[u8])]) -> KeyLoadError {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(vectors_dir().join("keys/k2048.pem"), dir.path().join("good.pem")).unwrap();
+    std::fs::copy(
+        vectors_dir().join("keys/k2048.pem"),
+        dir.path().join("good.pem"),
+    )
+    .unwrap();
     for (name, bytes) in files {
         std::fs::write(dir.path().join(name), bytes).unwrap();
     }
@@ -214,7 +277,10 @@ fn load_error(files: &[(&str, &[u8])]) -> KeyLoadError {
 fn malformed_key_files_fail_the_load_naming_the_file() {
     let private = std::fs::read(vectors_dir().join("private/k2048.pem")).unwrap();
     let cases: [(&str, &[u8]); 5] = [
-        ("garbage.pem", b"-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n"),
+        (
+            "garbage.pem",
+            b"-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n",
+        ),
         ("garbage.der", b"\x30\x03\x02\x01\x05"),
         ("text.crt", b"hello"),
         ("secret.pem", &private),
@@ -222,7 +288,10 @@ fn malformed_key_files_fail_the_load_naming_the_file() {
     ];
     for (name, bytes) in cases {
         let err = load_error(&[(name, bytes)]);
-        assert!(matches!(err, KeyLoadError::Invalid { .. }), "{name}: {err:?}");
+        assert!(
+            matches!(err, KeyLoadError::Invalid { .. }),
+            "{name}: {err:?}"
+        );
         assert!(err.to_string().contains(name), "{name}: {err}");
     }
     let private_err = load_error(&[("secret.pem", &private)]).to_string();
@@ -234,7 +303,10 @@ fn malformed_key_files_fail_the_load_naming_the_file() {
 
     let empty = tempfile::tempdir().unwrap();
     std::fs::write(empty.path().join("README.txt"), "not a key").unwrap();
-    assert!(matches!(KeyRegistry::load_dir(empty.path()), Err(KeyLoadError::Empty { .. })));
+    assert!(matches!(
+        KeyRegistry::load_dir(empty.path()),
+        Err(KeyLoadError::Empty { .. })
+    ));
     assert!(matches!(
         KeyRegistry::load_dir(Path::new("/nonexistent/keys")),
         Err(KeyLoadError::ReadDir { .. })
@@ -252,5 +324,8 @@ fn a_key_parses_once_and_serves_every_backend() {
     let doc = document(&v.document);
     assert!(backend::rust::verify(&key, v.algorithm, &doc, &v.signature));
     #[cfg(feature = "aws-lc")]
-    assert_eq!(backend::aws_lc::verify(&key, v.algorithm, &doc, &v.signature), Some(true));
+    assert_eq!(
+        backend::aws_lc::verify(&key, v.algorithm, &doc, &v.signature),
+        Some(true)
+    );
 }

@@ -40,100 +40,108 @@ impl Projection {
         let started_at_ms = verify_core::now_ms();
         // -1: nothing read yet, replay by timestamp.
         let last_offset = Arc::new(AtomicI64::new(-1));
-        let (link, task) = Link::spawn(url, format!("{identity} events"), shutdown, move |session| {
-            let topology = topology.clone();
-            let settings = settings.clone();
-            let store = store.clone();
-            let identity = identity.clone();
-            let last_offset = last_offset.clone();
-            async move {
-                broker::declare_topology(&session.connection, &topology, &settings).await?;
-                let channel = session.connection.create_channel().await?;
-                channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
-                let offset = match last_offset.load(Ordering::Relaxed) {
-                    -1 => {
-                        let from = SystemTime::now()
-                            .checked_sub(settings.retention)
-                            .unwrap_or(UNIX_EPOCH)
-                            .duration_since(UNIX_EPOCH)
-                            .unwrap_or_default();
-                        AMQPValue::Timestamp(from.as_secs())
-                    }
-                    seen => AMQPValue::LongLongInt(seen + 1),
-                };
-                let mut args = FieldTable::default();
-                args.insert(ShortString::from("x-stream-offset"), offset);
-                let mut consumer = channel
-                    .basic_consume(
-                        topology.events_stream.as_str().into(),
-                        format!("{identity}-{}", session.attempt).into(),
-                        BasicConsumeOptions::default(),
-                        args,
-                    )
-                    .await?;
-
-                // Our checkpoint: when it comes back, the replay is done.
-                let checkpoint = RequestId::new();
-                let marker = Publisher::open(&session.connection, Duration::from_secs(10)).await?;
-                marker
-                    .publish(
-                        &topology.events_stream,
-                        &Event::new(checkpoint, &identity, EventKind::Checkpoint).encode(),
-                        "checkpoint",
-                    )
-                    .await?;
-                let replay_started = std::time::Instant::now();
-                let mut replayed = 0u64;
-                let mut caught_up = false;
-                let mut unacked = 0u64;
-
-                loop {
-                    let delivery = tokio::select! {
-                        d = consumer.next() => d,
-                        _ = session.shutdown.cancelled() => return Ok(()),
+        let (link, task) = Link::spawn(
+            url,
+            format!("{identity} events"),
+            shutdown,
+            move |session| {
+                let topology = topology.clone();
+                let settings = settings.clone();
+                let store = store.clone();
+                let identity = identity.clone();
+                let last_offset = last_offset.clone();
+                async move {
+                    broker::declare_topology(&session.connection, &topology, &settings).await?;
+                    let channel = session.connection.create_channel().await?;
+                    channel
+                        .basic_qos(prefetch, BasicQosOptions::default())
+                        .await?;
+                    let offset = match last_offset.load(Ordering::Relaxed) {
+                        -1 => {
+                            let from = SystemTime::now()
+                                .checked_sub(settings.retention)
+                                .unwrap_or(UNIX_EPOCH)
+                                .duration_since(UNIX_EPOCH)
+                                .unwrap_or_default();
+                            AMQPValue::Timestamp(from.as_secs())
+                        }
+                        seen => AMQPValue::LongLongInt(seen + 1),
                     };
-                    let Some(delivery) = delivery else {
-                        return Err("events consumer cancelled by the broker".into());
-                    };
-                    let delivery = delivery?;
-                    if let Some(offset) = stream_offset(&delivery.properties) {
-                        last_offset.store(offset, Ordering::Relaxed);
-                    }
-                    match Event::decode(&delivery.data) {
-                        Ok(event) => {
-                            if event.id == checkpoint && !caught_up {
-                                caught_up = true;
-                                tracing::info!(
-                                    events = replayed,
-                                    elapsed_ms = replay_started.elapsed().as_millis() as u64,
-                                    entries = store.len(),
-                                    "events stream caught up"
-                                );
-                                metrics::gauge!("gateway_replay_seconds")
-                                    .set(replay_started.elapsed().as_secs_f64());
-                                session.set_ready(());
+                    let mut args = FieldTable::default();
+                    args.insert(ShortString::from("x-stream-offset"), offset);
+                    let mut consumer = channel
+                        .basic_consume(
+                            topology.events_stream.as_str().into(),
+                            format!("{identity}-{}", session.attempt).into(),
+                            BasicConsumeOptions::default(),
+                            args,
+                        )
+                        .await?;
+
+                    // Our checkpoint: when it comes back, the replay is done.
+                    let checkpoint = RequestId::new();
+                    let marker =
+                        Publisher::open(&session.connection, Duration::from_secs(10)).await?;
+                    marker
+                        .publish(
+                            &topology.events_stream,
+                            &Event::new(checkpoint, &identity, EventKind::Checkpoint).encode(),
+                            "checkpoint",
+                        )
+                        .await?;
+                    let replay_started = std::time::Instant::now();
+                    let mut replayed = 0u64;
+                    let mut caught_up = false;
+                    let mut unacked = 0u64;
+
+                    loop {
+                        let delivery = tokio::select! {
+                            d = consumer.next() => d,
+                            _ = session.shutdown.cancelled() => return Ok(()),
+                        };
+                        let Some(delivery) = delivery else {
+                            return Err("events consumer cancelled by the broker".into());
+                        };
+                        let delivery = delivery?;
+                        if let Some(offset) = stream_offset(&delivery.properties) {
+                            last_offset.store(offset, Ordering::Relaxed);
+                        }
+                        match Event::decode(&delivery.data) {
+                            Ok(event) => {
+                                if event.id == checkpoint && !caught_up {
+                                    caught_up = true;
+                                    tracing::info!(
+                                        events = replayed,
+                                        elapsed_ms = replay_started.elapsed().as_millis() as u64,
+                                        entries = store.len(),
+                                        "events stream caught up"
+                                    );
+                                    metrics::gauge!("gateway_replay_seconds")
+                                        .set(replay_started.elapsed().as_secs_f64());
+                                    session.set_ready(());
+                                }
+                                replayed += 1;
+                                record(store.apply(&event), event.at_ms >= started_at_ms);
                             }
-                            replayed += 1;
-                            record(store.apply(&event), event.at_ms >= started_at_ms);
+                            Err(e) => {
+                                metrics::counter!("gateway_events_undecodable_total").increment(1);
+                                tracing::warn!(error = %e, "skipping an undecodable event");
+                            }
                         }
-                        Err(e) => {
-                            metrics::counter!("gateway_events_undecodable_total").increment(1);
-                            tracing::warn!(error = %e, "skipping an undecodable event");
+                        // The last few deliveries may stay unacked while the stream
+                        // is idle; ACK_BATCH < prefetch, so credit never runs out.
+                        unacked += 1;
+                        if unacked >= ACK_BATCH {
+                            delivery
+                                .acker
+                                .ack(BasicAckOptions { multiple: true })
+                                .await?;
+                            unacked = 0;
                         }
-                    }
-                    // The last few deliveries may stay unacked while the stream
-                    // is idle; ACK_BATCH < prefetch, so credit never runs out.
-                    unacked += 1;
-                    if unacked >= ACK_BATCH {
-                        delivery
-                            .acker
-                            .ack(BasicAckOptions { multiple: true })
-                            .await?;
-                        unacked = 0;
                     }
                 }
-            }
-        });
+            },
+        );
         (Projection { link }, task)
     }
 
@@ -162,7 +170,12 @@ fn record(applied: Applied, live: bool) {
 }
 
 fn stream_offset(properties: &lapin::BasicProperties) -> Option<i64> {
-    match properties.headers().as_ref()?.inner().get("x-stream-offset")? {
+    match properties
+        .headers()
+        .as_ref()?
+        .inner()
+        .get("x-stream-offset")?
+    {
         AMQPValue::LongLongInt(o) => Some(*o),
         AMQPValue::LongUInt(o) => Some(i64::from(*o)),
         AMQPValue::LongInt(o) => Some(i64::from(*o)),

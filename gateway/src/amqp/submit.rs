@@ -85,7 +85,11 @@ impl Submitter {
         );
         let (request_body, event_body) = (request.encode(), accepted.encode());
         let (request_sent, event_sent) = tokio::join!(
-            publisher.publish(&self.topology.request_queue, &request_body, "verify-request"),
+            publisher.publish(
+                &self.topology.request_queue,
+                &request_body,
+                "verify-request"
+            ),
             publisher.publish(&self.topology.events_stream, &event_body, "accepted"),
         );
         match request_sent {

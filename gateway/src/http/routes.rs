@@ -64,7 +64,9 @@ async fn submit(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     if !submit::is_json(content_type) {
         return Err(ApiError::UnsupportedMediaType);
     }
@@ -81,15 +83,27 @@ async fn submit(
                 .ok()
                 .filter(|k| !k.is_empty() && k.len() <= 255)
                 .map(str::to_owned)
-                .ok_or_else(|| ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters"))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_idempotency_key",
+                        "Idempotency-Key must be 1 to 255 visible ASCII characters",
+                    )
+                })
         })
         .transpose()?;
-    if let Some(id) = idempotency_key.as_deref().and_then(|k| state.store.idempotent_id(k)) {
+    if let Some(id) = idempotency_key
+        .as_deref()
+        .and_then(|k| state.store.idempotent_id(k))
+    {
         return Ok(accepted(id));
     }
 
     let request = submit::parse(&body, state.docs_dir.as_deref(), state.body_limit).await?;
-    match state.submitter.submit(&request, idempotency_key.clone()).await {
+    match state
+        .submitter
+        .submit(&request, idempotency_key.clone())
+        .await
+    {
         Ok(()) => {
             metrics::counter!("gateway_accepted_total").increment(1);
             // Read-your-write: this gateway knows the id before the stream echoes it.
@@ -116,7 +130,9 @@ async fn submit(
             tracing::warn!(error = %e, "request not accepted");
             Err(ApiError::Unavailable {
                 code,
-                message: format!("the request was not accepted ({e}); retry after {RETRY_AFTER_SECS} s"),
+                message: format!(
+                    "the request was not accepted ({e}); retry after {RETRY_AFTER_SECS} s"
+                ),
             })
         }
     }
@@ -148,8 +164,8 @@ async fn status(
     Path(id): Path<String>,
     Query(query): Query<StatusQuery>,
 ) -> Result<Response, ApiError> {
-    let id = RequestId::parse(&id)
-        .map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))?;
+    let id =
+        RequestId::parse(&id).map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))?;
     let wait = match query.wait.as_deref() {
         None => 0.0,
         Some(s) => s
@@ -165,15 +181,36 @@ async fn status(
     };
     let status = if wait > 0.0 {
         let stop = state.shutdown.clone();
+        let _held = LongPoll::start();
         state
             .store
-            .wait(&id, Duration::from_secs_f64(wait), async move { stop.cancelled().await })
+            .wait(&id, Duration::from_secs_f64(wait), async move {
+                stop.cancelled().await
+            })
             .await
     } else {
         state.store.get(&id)
     };
     let status = status.ok_or(ApiError::NotFound)?;
     Ok(Json(StatusBody { id, status }).into_response())
+}
+
+/// Counts held long-polls in `gateway_long_polls`, also when the client
+/// goes away mid-wait (the handler is dropped, and so is this guard).
+struct LongPoll(metrics::Gauge);
+
+impl LongPoll {
+    fn start() -> Self {
+        let gauge = metrics::gauge!("gateway_long_polls");
+        gauge.increment(1.0);
+        LongPoll(gauge)
+    }
+}
+
+impl Drop for LongPoll {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 #[derive(serde::Serialize)]

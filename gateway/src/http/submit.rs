@@ -37,14 +37,21 @@ pub async fn parse(
     docs_dir: Option<&Path>,
     body_limit: usize,
 ) -> Result<VerifyRequest, ApiError> {
-    let body: SubmitBody = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not a valid request: {e}")))?;
-
-    let hex_signature = body.hex_signature.ok_or_else(|| {
-        ApiError::bad_request("missing_field", "hexSignature is required")
+    let body: SubmitBody = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("the body is not a valid request: {e}"),
+        )
     })?;
+
+    let hex_signature = body
+        .hex_signature
+        .ok_or_else(|| ApiError::bad_request("missing_field", "hexSignature is required"))?;
     if hex_signature.is_empty() {
-        return Err(ApiError::bad_request("invalid_signature", "hexSignature is empty"));
+        return Err(ApiError::bad_request(
+            "invalid_signature",
+            "hexSignature is empty",
+        ));
     }
     let signature = hex::decode(&hex_signature).map_err(|e| {
         ApiError::bad_request(
@@ -59,7 +66,10 @@ pub async fn parse(
             let known: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
             ApiError::bad_request(
                 "unknown_algorithm",
-                format!("unknown algorithm {name:?}; supported: {}", known.join(", ")),
+                format!(
+                    "unknown algorithm {name:?}; supported: {}",
+                    known.join(", ")
+                ),
             )
         })?,
     };
@@ -80,7 +90,10 @@ pub async fn parse(
         (None, Some(b64), None) => base64::engine::general_purpose::STANDARD
             .decode(b64.as_bytes())
             .map_err(|e| {
-                ApiError::bad_request("invalid_base64", format!("textBase64 is not standard base64: {e}"))
+                ApiError::bad_request(
+                    "invalid_base64",
+                    format!("textBase64 is not standard base64: {e}"),
+                )
             })?,
         (None, None, Some(path)) => read_text_file(docs_dir, &path, body_limit).await?,
         (None, None, None) => {
@@ -113,7 +126,11 @@ fn bad_file(message: impl Into<String>) -> ApiError {
 }
 
 /// Reads `textFile` under `DOCS_DIR`, refusing anything that could leave it.
-async fn read_text_file(docs_dir: Option<&Path>, path: &str, limit: usize) -> Result<Vec<u8>, ApiError> {
+async fn read_text_file(
+    docs_dir: Option<&Path>,
+    path: &str,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
     let docs_dir = docs_dir.ok_or_else(|| {
         bad_file("textFile is disabled on this gateway (no DOCS_DIR configured); send text or textBase64")
     })?;
@@ -135,7 +152,9 @@ async fn read_text_file(docs_dir: Option<&Path>, path: &str, limit: usize) -> Re
         .await
         .map_err(|_| bad_file(format!("textFile {path:?} does not exist")))?;
     if !full.starts_with(&root) {
-        return Err(bad_file(format!("textFile {path:?} leads outside DOCS_DIR")));
+        return Err(bad_file(format!(
+            "textFile {path:?} leads outside DOCS_DIR"
+        )));
     }
     let metadata = tokio::fs::metadata(&full)
         .await
@@ -144,7 +163,9 @@ async fn read_text_file(docs_dir: Option<&Path>, path: &str, limit: usize) -> Re
         return Err(bad_file(format!("textFile {path:?} is not a regular file")));
     }
     if metadata.len() > limit as u64 {
-        return Err(bad_file(format!("textFile {path:?} is larger than {limit} bytes")));
+        return Err(bad_file(format!(
+            "textFile {path:?} is larger than {limit} bytes"
+        )));
     }
     tokio::fs::read(&full)
         .await
@@ -176,14 +197,35 @@ mod tests {
     async fn bad_bodies_get_their_codes() {
         assert_eq!(code_of("{").await, "invalid_json");
         assert_eq!(code_of(r#"{"text":"x"}"#).await, "missing_field");
-        assert_eq!(code_of(r#"{"hexSignature":"abc","text":"x"}"#).await, "invalid_signature");
-        assert_eq!(code_of(r#"{"hexSignature":"zz","text":"x"}"#).await, "invalid_signature");
+        assert_eq!(
+            code_of(r#"{"hexSignature":"abc","text":"x"}"#).await,
+            "invalid_signature"
+        );
+        assert_eq!(
+            code_of(r#"{"hexSignature":"zz","text":"x"}"#).await,
+            "invalid_signature"
+        );
         assert_eq!(code_of(r#"{"hexSignature":"ab"}"#).await, "missing_field");
-        assert_eq!(code_of(r#"{"hexSignature":"ab","text":"x","textBase64":"eA=="}"#).await, "conflicting_fields");
-        assert_eq!(code_of(r#"{"hexSignature":"ab","textBase64":"!!"}"#).await, "invalid_base64");
-        assert_eq!(code_of(r#"{"hexSignature":"ab","text":"x","algorithm":"RSA"}"#).await, "unknown_algorithm");
-        assert_eq!(code_of(r#"{"hexSignature":"ab","textFile":"a.txt"}"#).await, "invalid_text_file");
-        assert_eq!(code_of(r#"{"hexSignature":"ab","textfile":"a.txt"}"#).await, "invalid_json");
+        assert_eq!(
+            code_of(r#"{"hexSignature":"ab","text":"x","textBase64":"eA=="}"#).await,
+            "conflicting_fields"
+        );
+        assert_eq!(
+            code_of(r#"{"hexSignature":"ab","textBase64":"!!"}"#).await,
+            "invalid_base64"
+        );
+        assert_eq!(
+            code_of(r#"{"hexSignature":"ab","text":"x","algorithm":"RSA"}"#).await,
+            "unknown_algorithm"
+        );
+        assert_eq!(
+            code_of(r#"{"hexSignature":"ab","textFile":"a.txt"}"#).await,
+            "invalid_text_file"
+        );
+        assert_eq!(
+            code_of(r#"{"hexSignature":"ab","textfile":"a.txt"}"#).await,
+            "invalid_json"
+        );
     }
 
     #[tokio::test]
@@ -204,7 +246,11 @@ mod tests {
         let docs = tempfile::tempdir().unwrap();
         std::fs::write(docs.path().join("doc.txt"), "signed").unwrap();
         std::fs::create_dir(docs.path().join("sub")).unwrap();
-        std::os::unix::fs::symlink(outside.path().join("secret.txt"), docs.path().join("link.txt")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.txt"),
+            docs.path().join("link.txt"),
+        )
+        .unwrap();
         let read = |p: &str| {
             let body = serde_json::json!({"hexSignature": "ab", "textFile": p}).to_string();
             let dir = docs.path().to_owned();
@@ -212,9 +258,23 @@ mod tests {
         };
         assert_eq!(read("doc.txt").await.unwrap().document, b"signed");
         assert_eq!(read("./doc.txt").await.unwrap().document, b"signed");
-        for bad in ["../secret.txt", "/etc/passwd", "link.txt", "sub", "missing.txt", "sub/../doc.txt", ""] {
+        for bad in [
+            "../secret.txt",
+            "/etc/passwd",
+            "link.txt",
+            "sub",
+            "missing.txt",
+            "sub/../doc.txt",
+            "",
+        ] {
             assert!(
-                matches!(read(bad).await, Err(ApiError::BadRequest { code: "invalid_text_file", .. })),
+                matches!(
+                    read(bad).await,
+                    Err(ApiError::BadRequest {
+                        code: "invalid_text_file",
+                        ..
+                    })
+                ),
                 "{bad:?} was accepted"
             );
         }

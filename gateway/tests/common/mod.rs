@@ -20,7 +20,10 @@ pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// The directory cargo put the binaries in (`target/<profile>`).
 fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    exe.parent().and_then(Path::parent).expect("target dir").to_owned()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_owned()
 }
 
 pub fn binary(name: &str) -> PathBuf {
@@ -37,12 +40,17 @@ fn vectors() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../verify-core/tests/vectors")
 }
 
-/// Signs with the committed test key `k2048` (SHA256withRSA).
+/// Signs with a committed test key (SHA256withRSA); `k2048` is the
+/// workers' `default` key, `k4096` their `big` key.
 pub struct Signer2048(SigningKey<sha2::Sha256>);
 
 impl Signer2048 {
     pub fn new() -> Self {
-        let der = std::fs::read(vectors().join("private/k2048.pk8.der")).unwrap();
+        Self::with_key("k2048")
+    }
+
+    pub fn with_key(name: &str) -> Self {
+        let der = std::fs::read(vectors().join(format!("private/{name}.pk8.der"))).unwrap();
         let key = rsa::RsaPrivateKey::from_pkcs8_der(&der).unwrap();
         Signer2048(SigningKey::new(key))
     }
@@ -111,6 +119,7 @@ impl TestEnv {
         std::fs::create_dir(&keys).unwrap();
         std::fs::copy(vectors().join("keys/k2048.pem"), keys.join("default.pem")).unwrap();
         std::fs::copy(vectors().join("keys/other.pem"), keys.join("other.pem")).unwrap();
+        std::fs::copy(vectors().join("keys/k4096.crt"), keys.join("big.crt")).unwrap();
         std::fs::create_dir(dir.path().join("docs")).unwrap();
         TestEnv {
             queue,
@@ -191,7 +200,9 @@ impl TestEnv {
 
     /// Publishes raw bytes to this test's request queue (to inject poison).
     pub async fn publish_raw(&self, body: &[u8]) {
-        let conn = Connection::connect(AMQP_URL, ConnectionProperties::default()).await.unwrap();
+        let conn = Connection::connect(AMQP_URL, ConnectionProperties::default())
+            .await
+            .unwrap();
         let channel = conn.create_channel().await.unwrap();
         channel
             .basic_publish(
@@ -210,7 +221,9 @@ impl TestEnv {
 
     /// Number of messages ready in a queue of this test.
     pub async fn queue_depth(&self, queue: &str) -> u32 {
-        let conn = Connection::connect(AMQP_URL, ConnectionProperties::default()).await.unwrap();
+        let conn = Connection::connect(AMQP_URL, ConnectionProperties::default())
+            .await
+            .unwrap();
         let channel = conn.create_channel().await.unwrap();
         let q = channel
             .queue_declare(
@@ -233,10 +246,15 @@ impl Drop for TestEnv {
     fn drop(&mut self) {
         let queue = self.queue.clone();
         let cleanup = async move {
-            let Ok(conn) = Connection::connect(AMQP_URL, ConnectionProperties::default()).await else {
+            let Ok(conn) = Connection::connect(AMQP_URL, ConnectionProperties::default()).await
+            else {
                 return;
             };
-            for name in [queue.clone(), format!("{queue}.dead"), format!("{queue}.events")] {
+            for name in [
+                queue.clone(),
+                format!("{queue}.dead"),
+                format!("{queue}.events"),
+            ] {
                 if let Ok(channel) = conn.create_channel().await {
                     let _ = channel
                         .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
@@ -271,7 +289,11 @@ impl Gateway {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "gateway {} not ready in {timeout:?}", self.base);
+            assert!(
+                Instant::now() < deadline,
+                "gateway {} not ready in {timeout:?}",
+                self.base
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -287,8 +309,16 @@ impl Gateway {
         response(r).await
     }
 
-    pub async fn post_raw(&self, content_type: Option<&str>, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, HashMap<String, String>, Value) {
-        let mut request = self.http.post(format!("{}/api/signature", self.base)).body(body);
+    pub async fn post_raw(
+        &self,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> (u16, HashMap<String, String>, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}/api/signature", self.base))
+            .body(body);
         if let Some(ct) = content_type {
             request = request.header("content-type", ct);
         }
@@ -299,12 +329,22 @@ impl Gateway {
     }
 
     pub async fn get(&self, path: &str) -> (u16, HashMap<String, String>, Value) {
-        let r = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
         response(r).await
     }
 
     pub async fn get_text(&self, path: &str) -> (u16, String) {
-        let r = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
@@ -323,7 +363,10 @@ impl Gateway {
             if status == 200 && json["status"] != "pending" {
                 return json;
             }
-            assert!(Instant::now() < deadline, "{id} still {status} {json} after {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "{id} still {status} {json} after {timeout:?}"
+            );
         }
     }
 }
@@ -333,16 +376,44 @@ async fn response(r: reqwest::Response) -> (u16, HashMap<String, String>, Value)
     let headers = r
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                v.to_str().unwrap_or_default().to_owned(),
+            )
+        })
         .collect();
     let text = r.text().await.unwrap();
     let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
     (status, headers, json)
 }
 
+/// Submits many requests, `concurrency` at a time; their ids in order.
+pub async fn submit_all(gw: &Gateway, bodies: &[Value], concurrency: usize) -> Vec<String> {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(bodies.iter().map(|b| gw.submit(b)))
+        .buffered(concurrency)
+        .collect()
+        .await
+}
+
+/// Reads one counter (summed over its label sets) from a Prometheus page.
+pub fn counter(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter(|l| l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// A request body for `document`, valid or tampered.
 pub fn body_for(signer: &Signer2048, document: &str, tampered: bool) -> Value {
     let signature = signer.sign_hex(document.as_bytes());
-    let text = if tampered { format!("{document}!") } else { document.to_owned() };
+    let text = if tampered {
+        format!("{document}!")
+    } else {
+        document.to_owned()
+    };
     json!({ "text": text, "hexSignature": signature })
 }

@@ -48,7 +48,9 @@ pub fn spawn(
             let topology = handler.topology.clone();
             broker::declare_topology(&session.connection, &topology, &settings).await?;
             let channel = session.connection.create_channel().await?;
-            channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
+            channel
+                .basic_qos(prefetch, BasicQosOptions::default())
+                .await?;
             let tag = format!("{}-{}", handler.identity, session.attempt);
             let mut consumer = channel
                 .basic_consume(
@@ -89,7 +91,10 @@ pub fn spawn(
                 }
             }
             in_flight.close();
-            if tokio::time::timeout(drain_timeout, in_flight.wait()).await.is_err() {
+            if tokio::time::timeout(drain_timeout, in_flight.wait())
+                .await
+                .is_err()
+            {
                 tracing::warn!("shutdown deadline passed; unfinished requests will be redelivered");
             }
             Ok(())
@@ -121,7 +126,8 @@ impl Handler {
             Ok((Ok(verdict), took)) => {
                 let outcome = if verdict.valid { "valid" } else { "invalid" };
                 metrics::counter!("worker_verifications_total", "outcome" => outcome, "algorithm" => verdict.algorithm.name()).increment(1);
-                metrics::histogram!("worker_verify_seconds", "backend" => verdict.backend.name()).record(took.as_secs_f64());
+                metrics::histogram!("worker_verify_seconds", "backend" => verdict.backend.name())
+                    .record(took.as_secs_f64());
                 EventKind::Completed {
                     valid: verdict.valid,
                     algorithm: verdict.algorithm,
@@ -136,7 +142,11 @@ impl Handler {
             }
             Err(panic) => {
                 tracing::error!(id = %request.id, %panic, "verification panicked");
-                failed("internal_error", "the verification failed unexpectedly".into(), &request)
+                failed(
+                    "internal_error",
+                    "the verification failed unexpectedly".into(),
+                    &request,
+                )
             }
         };
 

@@ -7,12 +7,30 @@ use crate::{Algorithm, PublicKey};
 /// The algorithms AWS-LC verifies here, in the order of [`FastKey::parsed`].
 /// Legacy digests are left to the `rsa` backend on purpose: AWS-LC has no MD5.
 const FAST: [(Algorithm, &RsaParameters); 6] = [
-    (Algorithm::Sha256WithRsa, &signature::RSA_PKCS1_2048_8192_SHA256),
-    (Algorithm::Sha384WithRsa, &signature::RSA_PKCS1_2048_8192_SHA384),
-    (Algorithm::Sha512WithRsa, &signature::RSA_PKCS1_2048_8192_SHA512),
-    (Algorithm::Sha256WithRsaPss, &signature::RSA_PSS_2048_8192_SHA256),
-    (Algorithm::Sha384WithRsaPss, &signature::RSA_PSS_2048_8192_SHA384),
-    (Algorithm::Sha512WithRsaPss, &signature::RSA_PSS_2048_8192_SHA512),
+    (
+        Algorithm::Sha256WithRsa,
+        &signature::RSA_PKCS1_2048_8192_SHA256,
+    ),
+    (
+        Algorithm::Sha384WithRsa,
+        &signature::RSA_PKCS1_2048_8192_SHA384,
+    ),
+    (
+        Algorithm::Sha512WithRsa,
+        &signature::RSA_PKCS1_2048_8192_SHA512,
+    ),
+    (
+        Algorithm::Sha256WithRsaPss,
+        &signature::RSA_PSS_2048_8192_SHA256,
+    ),
+    (
+        Algorithm::Sha384WithRsaPss,
+        &signature::RSA_PSS_2048_8192_SHA384,
+    ),
+    (
+        Algorithm::Sha512WithRsaPss,
+        &signature::RSA_PSS_2048_8192_SHA512,
+    ),
 ];
 
 /// One parsed AWS-LC key per supported algorithm (`None` where AWS-LC refuses

@@ -83,9 +83,6 @@ impl Backend {
                 return (valid, Used::AwsLc);
             }
         }
-        (
-            rust::verify(key, algorithm, message, signature),
-            Used::Rust,
-        )
+        (rust::verify(key, algorithm, message, signature), Used::Rust)
     }
 }

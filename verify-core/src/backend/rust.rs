@@ -30,9 +30,15 @@ pub fn verify(key: &PublicKey, algorithm: Algorithm, message: &[u8], signature: 
         }
         // `Pss::new` fixes MGF1 to the same digest and the salt length to the
         // digest length, which is exactly what we accept.
-        (Padding::Pss, Digest::Sha256) => rsa.verify(Pss::new::<sha2::Sha256>(), &hashed, signature),
-        (Padding::Pss, Digest::Sha384) => rsa.verify(Pss::new::<sha2::Sha384>(), &hashed, signature),
-        (Padding::Pss, Digest::Sha512) => rsa.verify(Pss::new::<sha2::Sha512>(), &hashed, signature),
+        (Padding::Pss, Digest::Sha256) => {
+            rsa.verify(Pss::new::<sha2::Sha256>(), &hashed, signature)
+        }
+        (Padding::Pss, Digest::Sha384) => {
+            rsa.verify(Pss::new::<sha2::Sha384>(), &hashed, signature)
+        }
+        (Padding::Pss, Digest::Sha512) => {
+            rsa.verify(Pss::new::<sha2::Sha512>(), &hashed, signature)
+        }
         (Padding::Pss, Digest::Sha1 | Digest::Md5) => return false,
     }
     .is_ok()

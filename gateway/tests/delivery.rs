@@ -1,0 +1,260 @@
+//! Delivery guarantees over the real broker: load sharing, redelivery after a
+//! SIGKILL, dead-lettering, expiry, graceful shutdown.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+
+/// `n` bodies, every tenth tampered; with the verdict each must get.
+fn mixed_bodies(signer: &Signer2048, n: usize, key_id: Option<&str>) -> Vec<(Value, bool)> {
+    (0..n)
+        .map(|i| {
+            let tampered = i % 10 == 3;
+            let mut body = body_for(signer, &format!("document number {i}"), tampered);
+            if let Some(k) = key_id {
+                body["keyId"] = json!(k);
+            }
+            (body, !tampered)
+        })
+        .collect()
+}
+
+async fn assert_all_complete(
+    gw: &Gateway,
+    ids: &[String],
+    expected: &[bool],
+) -> HashMap<String, usize> {
+    let mut by_worker = HashMap::new();
+    for (id, valid) in ids.iter().zip(expected) {
+        let result = gw.result(id, Duration::from_secs(60)).await;
+        assert_eq!(result["status"], "completed", "{result}");
+        assert_eq!(result["valid"], *valid, "{id}: {result}");
+        *by_worker
+            .entry(result["worker"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    by_worker
+}
+
+#[tokio::test]
+async fn several_workers_share_the_load() {
+    let env = TestEnv::new();
+    let gw = env.gateway(&[]).await;
+    // Small prefetch so no single worker can take the whole backlog at once.
+    let workers: Vec<Proc> = (0..3)
+        .map(|i| {
+            env.worker(
+                &format!("worker{i}"),
+                &[("PREFETCH", "5".into()), ("VERIFY_BACKEND", "rust".into())],
+            )
+        })
+        .collect();
+    let signer = Signer2048::new();
+    let cases = mixed_bodies(&signer, 300, None);
+    let bodies: Vec<Value> = cases.iter().map(|c| c.0.clone()).collect();
+    let expected: Vec<bool> = cases.iter().map(|c| c.1).collect();
+    let ids = submit_all(&gw, &bodies, 32).await;
+    let by_worker = assert_all_complete(&gw, &ids, &expected).await;
+    assert_eq!(
+        by_worker.len(),
+        3,
+        "not every worker took a share: {by_worker:?}"
+    );
+    assert!(by_worker.values().all(|&n| n > 0), "{by_worker:?}");
+    drop(workers);
+}
+
+#[tokio::test]
+async fn a_sigkilled_workers_requests_complete_elsewhere() {
+    let env = TestEnv::new();
+    let gw = env.gateway(&[]).await;
+    // Requests under the 4096-bit key with the slow backend on one thread:
+    // the first worker holds hundreds unacked when it is killed.
+    let signer = Signer2048::with_key("k4096");
+    let cases = mixed_bodies(&signer, 1000, Some("big"));
+    let bodies: Vec<Value> = cases.iter().map(|c| c.0.clone()).collect();
+    let expected: Vec<bool> = cases.iter().map(|c| c.1).collect();
+    let ids = submit_all(&gw, &bodies, 64).await;
+    assert_eq!(ids.len(), 1000);
+
+    let slow = [
+        ("VERIFY_BACKEND", "rust".to_owned()),
+        ("VERIFY_THREADS", "1".to_owned()),
+        ("PREFETCH", "500".to_owned()),
+    ];
+    let mut victim = env.worker("victim", &slow);
+    // As soon as it has answered once, it is mid-batch: kill it.
+    let first = gw.result(&ids[0], Duration::from_secs(30)).await;
+    assert_eq!(first["status"], "completed");
+    victim.signal(Signal::SIGKILL);
+    victim
+        .wait_exit(Duration::from_secs(5))
+        .expect("victim did not die");
+
+    let port = free_port();
+    let _survivor = env.worker(
+        "survivor",
+        &[("WORKER_HTTP_ADDR", format!("127.0.0.1:{port}"))],
+    );
+    let by_worker = assert_all_complete(&gw, &ids, &expected).await;
+    assert_eq!(by_worker.values().sum::<usize>(), 1000);
+    assert_eq!(by_worker.len(), 2, "{by_worker:?}");
+
+    let metrics = gw
+        .http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let redelivered = counter(&metrics, "worker_redeliveries_total");
+    assert!(
+        redelivered > 0.0,
+        "the victim held nothing unacked: {metrics}"
+    );
+    // No id got two different answers: the gateway keeps the first, and a
+    // redelivered request's second verdict is the same anyway.
+    let (_, gw_metrics) = gw.get_text("/metrics").await;
+    assert_eq!(counter(&gw_metrics, "gateway_accepted_total"), 1000.0);
+}
+
+#[tokio::test]
+async fn poison_messages_are_dead_lettered_and_the_service_keeps_answering() {
+    let env = TestEnv::new();
+    let port = free_port();
+    let _worker = env.worker(
+        "worker",
+        &[("WORKER_HTTP_ADDR", format!("127.0.0.1:{port}"))],
+    );
+    let gw = env.gateway(&[]).await;
+    env.publish_raw(b"this is not json").await;
+    env.publish_raw(br#"{"v":99,"id":"x"}"#).await;
+    let dead = format!("{}.dead", env.queue);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while env.queue_depth(&dead).await < 2 {
+        assert!(Instant::now() < deadline, "poison not dead-lettered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let signer = Signer2048::new();
+    let id = gw
+        .submit(&body_for(&signer, "after the poison", false))
+        .await;
+    let result = gw.result(&id, Duration::from_secs(20)).await;
+    assert_eq!(result["valid"], true, "{result}");
+    assert_eq!(env.queue_depth(&env.queue).await, 0, "poison was requeued");
+    let metrics = gw
+        .http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        counter(&metrics, "worker_dead_lettered_total"),
+        2.0,
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn results_expire_after_the_retention_time() {
+    let env = TestEnv::new();
+    let _worker = env.worker("worker", &[]);
+    let gw = env.gateway(&[("RESULT_RETENTION", "3s".into())]).await;
+    let signer = Signer2048::new();
+    let accepted_at = Instant::now();
+    let id = gw.submit(&body_for(&signer, "short-lived", false)).await;
+    let result = gw.result(&id, Duration::from_secs(20)).await;
+    assert_eq!(result["status"], "completed");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _, json) = gw.get(&format!("/api/signature/{id}")).await;
+        if status == 404 {
+            assert_eq!(json["error"]["code"], "not_found");
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(Instant::now() < deadline, "result never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        accepted_at.elapsed() >= Duration::from_secs(3),
+        "expired early: {:?}",
+        accepted_at.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn sigterm_worker_finishes_what_it_holds() {
+    let env = TestEnv::new();
+    let gw = env.gateway(&[]).await;
+    let signer = Signer2048::with_key("k4096");
+    let cases = mixed_bodies(&signer, 200, Some("big"));
+    let bodies: Vec<Value> = cases.iter().map(|c| c.0.clone()).collect();
+    let expected: Vec<bool> = cases.iter().map(|c| c.1).collect();
+    let ids = submit_all(&gw, &bodies, 32).await;
+    let slow = [
+        ("VERIFY_BACKEND", "rust".to_owned()),
+        ("VERIFY_THREADS", "1".to_owned()),
+        ("PREFETCH", "200".to_owned()),
+    ];
+    let mut worker = env.worker("worker", &slow);
+    gw.result(&ids[0], Duration::from_secs(30)).await;
+    worker.signal(Signal::SIGTERM);
+    let status = worker
+        .wait_exit(Duration::from_secs(30))
+        .expect("worker did not stop");
+    assert!(status.success(), "{status:?}: {}", env.log("worker"));
+    // No other worker exists: everything it held was finished before it left.
+    assert_all_complete(&gw, &ids, &expected).await;
+    assert_eq!(env.queue_depth(&env.queue).await, 0);
+}
+
+#[tokio::test]
+async fn sigterm_gateway_answers_long_polls_at_once() {
+    let env = TestEnv::new();
+    let mut gw = env.gateway(&[]).await;
+    let signer = Signer2048::new();
+    let id = gw.submit(&body_for(&signer, "no worker", false)).await;
+    let poll = {
+        let http = gw.http.clone();
+        let url = format!("{}/api/signature/{id}?wait=30", gw.base);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let r = http.get(url).send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap(),
+                started.elapsed(),
+            )
+        })
+    };
+    // Shut down only once the long-poll is being held.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counter(&gw.get_text("/metrics").await.1, "gateway_long_polls") < 1.0 {
+        assert!(Instant::now() < deadline, "the long-poll never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gw.proc.signal(Signal::SIGTERM);
+    let (status, json, elapsed) = poll.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(json["status"], "pending");
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "held {elapsed:?} after SIGTERM"
+    );
+    let exit = gw
+        .proc
+        .wait_exit(Duration::from_secs(15))
+        .expect("gateway did not stop");
+    assert!(exit.success(), "{exit:?}");
+}

@@ -1,0 +1,43 @@
+# Shared helpers for the scripts (sourced, not run).
+# shellcheck shell=bash
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUN_DIR="$ROOT/run"
+
+log() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+
+# True when something accepts TCP connections on host:port.
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# Waits up to $3 seconds for host:port to accept connections.
+wait_port() {
+  local host=$1 port=$2 timeout=${3:-60} i
+  for ((i = 0; i < timeout * 10; i++)); do
+    port_open "$host" "$port" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# Makes sure a RabbitMQ broker answers on 127.0.0.1:5672: starts the local
+# rabbitmq-server, installing Debian's package first if it is missing.
+ensure_broker() {
+  if port_open 127.0.0.1 5672; then
+    return 0
+  fi
+  if ! command -v rabbitmq-server >/dev/null 2>&1; then
+    log "installing rabbitmq-server (Debian package)"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq rabbitmq-server >/dev/null
+  fi
+  log "starting rabbitmq-server"
+  rabbitmq-server -detached >/dev/null 2>&1 || true
+  if ! wait_port 127.0.0.1 5672 120; then
+    log "RabbitMQ did not come up on 127.0.0.1:5672"
+    return 1
+  fi
+  # The port opens a moment before the node accepts logins.
+  command -v rabbitmqctl >/dev/null && rabbitmqctl await_startup >/dev/null 2>&1 || true
+}
