@@ -22,6 +22,10 @@ pub enum PublishError {
     Timeout(Duration),
     #[error("broker connection error: {0}")]
     Connection(#[from] lapin::Error),
+    #[error("event batch not confirmed: {0}")]
+    Batch(String),
+    #[error("the event log has stopped")]
+    Closed,
 }
 
 /// A channel in confirm mode on a publishing connection.

@@ -38,6 +38,9 @@ fn long(s: &str) -> AMQPValue {
 /// The arguments of each queue of `topology`, in declaration order.
 pub fn queue_arguments(topology: &Topology, settings: &QueueSettings) -> Vec<(String, FieldTable)> {
     let mut request = vec![
+        // Classic queue v2 (RabbitMQ 3.10+; older brokers ignore it): far
+        // less broker CPU per persistent message than v1.
+        ("x-queue-version", AMQPValue::LongLongInt(2)),
         // Rejected (undecodable) requests go to `<queue>.dead` through the
         // default exchange: never requeued forever, never lost.
         ("x-dead-letter-exchange", long("")),
@@ -58,7 +61,10 @@ pub fn queue_arguments(topology: &Topology, settings: &QueueSettings) -> Vec<(St
         ),
     ];
     vec![
-        (topology.dead_letter_queue.clone(), FieldTable::default()),
+        (
+            topology.dead_letter_queue.clone(),
+            table(&[("x-queue-version", AMQPValue::LongLongInt(2))]),
+        ),
         (topology.request_queue.clone(), table(&request)),
         (topology.events_stream.clone(), table(&events)),
     ]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use broker::{Link, Publisher};
+use broker::{EventLog, Link, Publisher};
 use tokio_util::sync::CancellationToken;
 use verify_core::{KeyRegistry, Topology, Verifier};
 
@@ -51,6 +51,7 @@ impl Worker {
         let handler = Handler {
             pool: VerifyPool::new(self.verifier, config.threads()),
             results: results.clone(),
+            events: EventLog::spawn(results.clone(), topology.events_stream.clone()),
             topology,
             identity,
         };

@@ -106,22 +106,25 @@ impl Projection {
                         if let Some(offset) = stream_offset(&delivery.properties) {
                             last_offset.store(offset, Ordering::Relaxed);
                         }
-                        match Event::decode(&delivery.data) {
-                            Ok(event) => {
-                                if event.id == checkpoint && !caught_up {
-                                    caught_up = true;
-                                    tracing::info!(
-                                        events = replayed,
-                                        elapsed_ms = replay_started.elapsed().as_millis() as u64,
-                                        entries = store.len(),
-                                        "events stream caught up"
-                                    );
-                                    metrics::gauge!("gateway_replay_seconds")
-                                        .set(replay_started.elapsed().as_secs_f64());
-                                    session.set_ready(());
+                        match Event::decode_batch(&delivery.data) {
+                            Ok(events) => {
+                                for event in &events {
+                                    if event.id == checkpoint && !caught_up {
+                                        caught_up = true;
+                                        tracing::info!(
+                                            events = replayed,
+                                            elapsed_ms =
+                                                replay_started.elapsed().as_millis() as u64,
+                                            entries = store.len(),
+                                            "events stream caught up"
+                                        );
+                                        metrics::gauge!("gateway_replay_seconds")
+                                            .set(replay_started.elapsed().as_secs_f64());
+                                        session.set_ready(());
+                                    }
+                                    replayed += 1;
+                                    record(store.apply(event), event.at_ms >= started_at_ms);
                                 }
-                                replayed += 1;
-                                record(store.apply(&event), event.at_ms >= started_at_ms);
                             }
                             Err(e) => {
                                 metrics::counter!("gateway_events_undecodable_total").increment(1);

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use broker::{Link, PublishError, Publisher};
+use broker::{EventLog, Link, PublishError, Publisher};
 use tokio_util::sync::CancellationToken;
 use verify_core::{Event, EventKind, Topology, VerifyRequest};
 
@@ -22,6 +22,7 @@ pub enum SubmitError {
 #[derive(Clone)]
 pub struct Submitter {
     link: Link<Publisher>,
+    events: EventLog,
     topology: Arc<Topology>,
     identity: Arc<str>,
 }
@@ -52,9 +53,11 @@ impl Submitter {
                 }
             },
         );
+        let events = EventLog::spawn(link.clone(), topology.events_stream.clone());
         (
             Submitter {
                 link,
+                events,
                 topology,
                 identity,
             },
@@ -66,8 +69,8 @@ impl Submitter {
         self.link.current().is_some_and(|p| p.is_usable())
     }
 
-    /// Publishes the request and its `accepted` event, both confirmed, in
-    /// parallel (one confirm round trip, not two).
+    /// Publishes the request and appends its `accepted` event, both
+    /// confirmed, in parallel (one confirm round trip, not two).
     pub async fn submit(
         &self,
         request: &VerifyRequest,
@@ -83,14 +86,14 @@ impl Submitter {
                 idempotency_key,
             },
         );
-        let (request_body, event_body) = (request.encode(), accepted.encode());
+        let request_body = request.encode();
         let (request_sent, event_sent) = tokio::join!(
             publisher.publish(
                 &self.topology.request_queue,
                 &request_body,
                 "verify-request"
             ),
-            publisher.publish(&self.topology.events_stream, &event_body, "accepted"),
+            self.events.append(accepted),
         );
         match request_sent {
             Ok(()) => {}

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker::{Link, Publisher};
+use broker::{EventLog, Link, Publisher};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -25,7 +25,10 @@ use crate::pool::VerifyPool;
 #[derive(Clone)]
 pub struct Handler {
     pub pool: VerifyPool,
+    /// The results connection (readiness; the events go through `events`).
     pub results: Link<Publisher>,
+    /// Appends result events to the stream, batched under load.
+    pub events: EventLog,
     pub topology: Arc<Topology>,
     pub identity: Arc<str>,
 }
@@ -150,14 +153,10 @@ impl Handler {
             }
         };
 
-        let event = Event::new(request.id, &self.identity, kind).encode();
-        let published = match self.results.current() {
-            Some(publisher) => publisher
-                .publish(&self.topology.events_stream, &event, "result")
-                .await
-                .map_err(|e| e.to_string()),
-            None => Err("results connection is down".to_owned()),
-        };
+        let published = self
+            .events
+            .append(Event::new(request.id, &self.identity, kind))
+            .await;
         match published {
             Ok(()) => {
                 let _ = delivery.acker.ack(BasicAckOptions::default()).await;
