@@ -25,7 +25,7 @@ case $cmd in
     if [ "$(id -u)" -eq 0 ] && id rabbitmq >/dev/null 2>&1; then
       chown -R rabbitmq:rabbitmq "$base"
     fi
-    export RABBITMQ_NODE_PORT="$port" RABBITMQ_DIST_PORT=$((port + 20000))
+    export RABBITMQ_NODE_PORT="$port" RABBITMQ_DIST_PORT="${RABBIT_DIST_PORT:-$((port + 20000))}"
     export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="${4:-}"
     rabbitmq-server -detached >/dev/null 2>&1
     wait_port 127.0.0.1 "$port" 120 || { echo "node $name did not open port $port" >&2; exit 1; }

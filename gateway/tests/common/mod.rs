@@ -109,6 +109,8 @@ pub struct TestEnv {
     pub queue: String,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
+    /// The broker this test's processes use.
+    pub amqp_url: String,
 }
 
 impl TestEnv {
@@ -128,7 +130,15 @@ impl TestEnv {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .unwrap(),
+            amqp_url: AMQP_URL.to_owned(),
         }
+    }
+
+    /// The same, against another broker (a private node).
+    pub fn with_broker(amqp_url: String) -> Self {
+        let mut env = TestEnv::new();
+        env.amqp_url = amqp_url;
+        env
     }
 
     pub fn keys_dir(&self) -> PathBuf {
@@ -146,7 +156,7 @@ impl TestEnv {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
-            .env("AMQP_URL", AMQP_URL)
+            .env("AMQP_URL", &self.amqp_url)
             .env("REQUEST_QUEUE", &self.queue)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -416,4 +426,69 @@ pub fn body_for(signer: &Signer2048, document: &str, tampered: bool) -> Value {
         document.to_owned()
     };
     json!({ "text": text, "hexSignature": signature })
+}
+
+/// A private RabbitMQ node (scripts/rabbit-node.sh) this test may stop and
+/// start; stopped when dropped. The shared broker is never touched.
+pub struct PrivateBroker {
+    pub name: String,
+    pub port: u16,
+    dist_port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateBroker {
+    pub fn start() -> Self {
+        let broker = PrivateBroker {
+            name: format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]),
+            port: free_port(),
+            dist_port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        broker.up();
+        broker
+    }
+
+    fn script(&self, args: &[&str]) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/rabbit-node.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .args(args)
+            .env("RABBIT_NODE_DIR", self.dir.path())
+            .env("RABBIT_DIST_PORT", self.dist_port.to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "rabbit-node.sh {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn up(&self) {
+        self.script(&["start", &self.name, &self.port.to_string()]);
+    }
+
+    pub fn down(&self) {
+        self.script(&["stop", &self.name]);
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// Waits until `url` answers `status` (bounded); how long that took.
+pub async fn wait_status(http: &reqwest::Client, url: &str, status: u16, timeout: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let got = http.get(url).send().await.map(|r| r.status().as_u16()).ok();
+        if got == Some(status) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < timeout, "{url} not {status} within {timeout:?} (last {got:?})");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

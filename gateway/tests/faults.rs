@@ -1,0 +1,187 @@
+//! The fault-injection suite: several gateways, restarts, a broker restart,
+//! process kills, backpressure and idempotent submits, each counting
+//! requests accepted against requests completed.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+/// Polls `gw` until `id` is known there (the stream carries it across).
+async fn wait_known(gw: &Gateway, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _, json) = gw.get(&format!("/api/signature/{id}")).await;
+        if status == 200 {
+            return json;
+        }
+        assert_eq!(status, 404, "{json}");
+        assert!(Instant::now() < deadline, "{id} never reached {}", gw.base);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn any_gateway_answers_for_any_id_even_after_a_gateway_is_killed() {
+    let env = TestEnv::new();
+    let mut a = env.gateway(&[]).await;
+    let b = env.gateway(&[]).await;
+    let signer = Signer2048::new();
+
+    // No worker yet: B sees A's request as pending, and A sees B's.
+    let from_a = a.submit(&body_for(&signer, "accepted by A", false)).await;
+    let from_b = b.submit(&body_for(&signer, "accepted by B", true)).await;
+    assert_eq!(wait_known(&b, &from_a).await["status"], "pending");
+    assert_eq!(wait_known(&a, &from_b).await["status"], "pending");
+
+    // More accepted by A, then A dies before anything is verified.
+    let bodies: Vec<Value> = (0..50).map(|i| body_for(&signer, &format!("doc {i}"), i % 10 == 0)).collect();
+    let ids = submit_all(&a, &bodies, 16).await;
+    a.proc.signal(Signal::SIGKILL);
+    a.proc.wait_exit(Duration::from_secs(5)).expect("A did not die");
+
+    let _worker = env.worker("worker", &[]);
+    assert_eq!(b.result(&from_a, Duration::from_secs(20)).await["valid"], true);
+    assert_eq!(b.result(&from_b, Duration::from_secs(20)).await["valid"], false);
+    let mut completed = 0;
+    for (i, id) in ids.iter().enumerate() {
+        let result = b.result(id, Duration::from_secs(20)).await;
+        assert_eq!(result["valid"], i % 10 != 0, "{result}");
+        completed += 1;
+    }
+    assert_eq!(completed, ids.len(), "accepted {} completed {completed}", ids.len());
+}
+
+#[tokio::test]
+async fn a_restarted_gateway_replays_what_it_missed() {
+    let env = TestEnv::new();
+    let a = env.gateway(&[]).await;
+    let _worker = env.worker("worker", &[]);
+    let signer = Signer2048::new();
+    let bodies: Vec<Value> = (0..40).map(|i| body_for(&signer, &format!("before {i}"), i % 4 == 0)).collect();
+    let ids = submit_all(&a, &bodies, 16).await;
+    for id in &ids {
+        a.result(id, Duration::from_secs(20)).await;
+    }
+
+    // A gateway started now knows everything within the retention window,
+    // accepted by another gateway and completed while it did not exist.
+    let c = env.gateway(&[]).await;
+    for (i, id) in ids.iter().enumerate() {
+        let (status, _, json) = c.get(&format!("/api/signature/{id}")).await;
+        assert_eq!(status, 200, "{json}");
+        assert_eq!(json["status"], "completed");
+        assert_eq!(json["valid"], i % 4 != 0);
+    }
+    let (_, metrics) = c.get_text("/metrics").await;
+    assert!(counter(&metrics, "gateway_replay_seconds") > 0.0, "{metrics}");
+}
+
+#[tokio::test]
+async fn broker_restart_503_then_recovery_and_nothing_lost() {
+    let broker = PrivateBroker::start();
+    let env = TestEnv::with_broker(broker.url());
+    let worker_port = free_port();
+    let _worker = env.worker("worker", &[("WORKER_HTTP_ADDR", format!("127.0.0.1:{worker_port}"))]);
+    let gw = env.gateway(&[]).await;
+    let signer = Signer2048::new();
+    let before: Vec<Value> = (0..100).map(|i| body_for(&signer, &format!("before {i}"), i % 10 == 0)).collect();
+    let mut accepted = submit_all(&gw, &before, 16).await;
+
+    broker.down();
+    let readyz = format!("{}/readyz", gw.base);
+    wait_status(&gw.http, &readyz, 503, Duration::from_secs(15)).await;
+    let (status, headers, json) = gw.post_json(&body_for(&signer, "while down", false)).await;
+    assert_eq!(status, 503, "{json}");
+    assert_eq!(headers["retry-after"], "1");
+    assert_eq!(json["error"]["code"], "broker_unavailable");
+    assert_eq!(gw.get("/healthz").await.0, 200, "the process must stay up");
+
+    broker.up();
+    let gateway_back = wait_status(&gw.http, &readyz, 200, Duration::from_secs(10)).await;
+    let worker_back = wait_status(&gw.http, &format!("http://127.0.0.1:{worker_port}/readyz"), 200, Duration::from_secs(10)).await;
+    eprintln!("recovered after the broker's return: gateway {gateway_back:?}, worker {worker_back:?}");
+
+    let after: Vec<Value> = (0..100).map(|i| body_for(&signer, &format!("after {i}"), i % 10 == 0)).collect();
+    accepted.extend(submit_all(&gw, &after, 16).await);
+    let mut completed = 0;
+    for (i, id) in accepted.iter().enumerate() {
+        let result = gw.result(id, Duration::from_secs(30)).await;
+        assert_eq!(result["status"], "completed", "{result}");
+        assert_eq!(result["valid"], i % 10 != 0, "{result}");
+        completed += 1;
+    }
+    assert_eq!(completed, 200, "accepted 200, completed {completed}");
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_with_503_and_never_accepts_what_the_broker_refused() {
+    let env = TestEnv::new();
+    let gw = env.gateway(&[("MAX_QUEUE_LENGTH", "20".into())]).await;
+    let signer = Signer2048::new();
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for i in 0..30 {
+        let (status, headers, json) = gw.post_json(&body_for(&signer, &format!("doc {i}"), false)).await;
+        match status {
+            202 => accepted.push(json["id"].as_str().unwrap().to_owned()),
+            503 => {
+                assert_eq!(json["error"]["code"], "queue_full", "{json}");
+                assert_eq!(headers["retry-after"], "1");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {json}"),
+        }
+    }
+    assert_eq!((accepted.len(), refused), (20, 10));
+    let (_, metrics) = gw.get_text("/metrics").await;
+    assert_eq!(counter(&metrics, "gateway_refused_total"), 10.0, "{metrics}");
+    assert_eq!(env.queue_depth(&env.queue).await, 20);
+
+    let _worker = env.worker("worker", &[]);
+    for id in &accepted {
+        assert_eq!(gw.result(id, Duration::from_secs(20)).await["valid"], true);
+    }
+}
+
+#[tokio::test]
+async fn an_idempotency_key_returns_the_first_id_on_any_gateway() {
+    let env = TestEnv::new();
+    let a = env.gateway(&[]).await;
+    let b = env.gateway(&[]).await;
+    let signer = Signer2048::new();
+    let body = body_for(&signer, "submitted twice", false).to_string().into_bytes();
+    let post = |gw: &Gateway, key: &'static str| {
+        let body = body.clone();
+        let gw_base = gw.base.clone();
+        let http = gw.http.clone();
+        async move {
+            let r = http
+                .post(format!("{gw_base}/api/signature"))
+                .header("content-type", "application/json")
+                .header("idempotency-key", key)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202);
+            r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let first = post(&a, "order-42").await;
+    assert_eq!(post(&a, "order-42").await, first, "same gateway");
+    wait_known(&b, &first).await;
+    assert_eq!(post(&b, "order-42").await, first, "other gateway");
+    let other = post(&a, "order-43").await;
+    assert_ne!(other, first);
+
+    // One request per key reached the queue.
+    assert_eq!(env.queue_depth(&env.queue).await, 2);
+    let (status, _, json) = a
+        .post_raw(Some("application/json"), body.clone(), &[("idempotency-key", "")])
+        .await;
+    assert_eq!((status, json["error"]["code"].as_str()), (400, Some("invalid_idempotency_key")));
+}
