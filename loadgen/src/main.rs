@@ -8,8 +8,12 @@
 //! measured from the scheduled start, so no coordinated omission).
 //!
 //! `loadgen chart`: turns the CSV of scripts/scale.sh into an SVG chart.
+//!
+//! `loadgen seed-events`: appends lifecycle events to an events stream, to
+//! measure how long a gateway takes to replay them (scripts/replay-bench.sh).
 
 mod chart;
+mod seed;
 mod pool;
 mod report;
 mod run;
@@ -33,6 +37,8 @@ enum Command {
     Run(run::Args),
     /// Draw throughput and p99 against workers from a scale.sh CSV.
     Chart(chart::Args),
+    /// Append N accepted/completed events to `<queue>.events`.
+    SeedEvents(seed::Args),
 }
 
 #[tokio::main]
@@ -40,5 +46,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run::run(args).await,
         Command::Chart(args) => chart::draw(&args),
+        Command::SeedEvents(args) => seed::seed(args).await,
     }
 }
