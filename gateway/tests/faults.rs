@@ -38,21 +38,36 @@ async fn any_gateway_answers_for_any_id_even_after_a_gateway_is_killed() {
     assert_eq!(wait_known(&a, &from_b).await["status"], "pending");
 
     // More accepted by A, then A dies before anything is verified.
-    let bodies: Vec<Value> = (0..50).map(|i| body_for(&signer, &format!("doc {i}"), i % 10 == 0)).collect();
+    let bodies: Vec<Value> = (0..50)
+        .map(|i| body_for(&signer, &format!("doc {i}"), i % 10 == 0))
+        .collect();
     let ids = submit_all(&a, &bodies, 16).await;
     a.proc.signal(Signal::SIGKILL);
-    a.proc.wait_exit(Duration::from_secs(5)).expect("A did not die");
+    a.proc
+        .wait_exit(Duration::from_secs(5))
+        .expect("A did not die");
 
     let _worker = env.worker("worker", &[]);
-    assert_eq!(b.result(&from_a, Duration::from_secs(20)).await["valid"], true);
-    assert_eq!(b.result(&from_b, Duration::from_secs(20)).await["valid"], false);
+    assert_eq!(
+        b.result(&from_a, Duration::from_secs(20)).await["valid"],
+        true
+    );
+    assert_eq!(
+        b.result(&from_b, Duration::from_secs(20)).await["valid"],
+        false
+    );
     let mut completed = 0;
     for (i, id) in ids.iter().enumerate() {
         let result = b.result(id, Duration::from_secs(20)).await;
         assert_eq!(result["valid"], i % 10 != 0, "{result}");
         completed += 1;
     }
-    assert_eq!(completed, ids.len(), "accepted {} completed {completed}", ids.len());
+    assert_eq!(
+        completed,
+        ids.len(),
+        "accepted {} completed {completed}",
+        ids.len()
+    );
 }
 
 #[tokio::test]
@@ -61,7 +76,9 @@ async fn a_restarted_gateway_replays_what_it_missed() {
     let a = env.gateway(&[]).await;
     let _worker = env.worker("worker", &[]);
     let signer = Signer2048::new();
-    let bodies: Vec<Value> = (0..40).map(|i| body_for(&signer, &format!("before {i}"), i % 4 == 0)).collect();
+    let bodies: Vec<Value> = (0..40)
+        .map(|i| body_for(&signer, &format!("before {i}"), i % 4 == 0))
+        .collect();
     let ids = submit_all(&a, &bodies, 16).await;
     for id in &ids {
         a.result(id, Duration::from_secs(20)).await;
@@ -77,7 +94,10 @@ async fn a_restarted_gateway_replays_what_it_missed() {
         assert_eq!(json["valid"], i % 4 != 0);
     }
     let (_, metrics) = c.get_text("/metrics").await;
-    assert!(counter(&metrics, "gateway_replay_seconds") > 0.0, "{metrics}");
+    assert!(
+        counter(&metrics, "gateway_replay_seconds") > 0.0,
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -85,10 +105,15 @@ async fn broker_restart_503_then_recovery_and_nothing_lost() {
     let broker = PrivateBroker::start();
     let env = TestEnv::with_broker(broker.url());
     let worker_port = free_port();
-    let _worker = env.worker("worker", &[("WORKER_HTTP_ADDR", format!("127.0.0.1:{worker_port}"))]);
+    let _worker = env.worker(
+        "worker",
+        &[("WORKER_HTTP_ADDR", format!("127.0.0.1:{worker_port}"))],
+    );
     let gw = env.gateway(&[]).await;
     let signer = Signer2048::new();
-    let before: Vec<Value> = (0..100).map(|i| body_for(&signer, &format!("before {i}"), i % 10 == 0)).collect();
+    let before: Vec<Value> = (0..100)
+        .map(|i| body_for(&signer, &format!("before {i}"), i % 10 == 0))
+        .collect();
     let mut accepted = submit_all(&gw, &before, 16).await;
 
     broker.down();
@@ -102,10 +127,20 @@ async fn broker_restart_503_then_recovery_and_nothing_lost() {
 
     broker.up();
     let gateway_back = wait_status(&gw.http, &readyz, 200, Duration::from_secs(10)).await;
-    let worker_back = wait_status(&gw.http, &format!("http://127.0.0.1:{worker_port}/readyz"), 200, Duration::from_secs(10)).await;
-    eprintln!("recovered after the broker's return: gateway {gateway_back:?}, worker {worker_back:?}");
+    let worker_back = wait_status(
+        &gw.http,
+        &format!("http://127.0.0.1:{worker_port}/readyz"),
+        200,
+        Duration::from_secs(10),
+    )
+    .await;
+    eprintln!(
+        "recovered after the broker's return: gateway {gateway_back:?}, worker {worker_back:?}"
+    );
 
-    let after: Vec<Value> = (0..100).map(|i| body_for(&signer, &format!("after {i}"), i % 10 == 0)).collect();
+    let after: Vec<Value> = (0..100)
+        .map(|i| body_for(&signer, &format!("after {i}"), i % 10 == 0))
+        .collect();
     accepted.extend(submit_all(&gw, &after, 16).await);
     let mut completed = 0;
     for (i, id) in accepted.iter().enumerate() {
@@ -125,7 +160,9 @@ async fn a_full_queue_refuses_with_503_and_never_accepts_what_the_broker_refused
     let mut accepted = Vec::new();
     let mut refused = 0;
     for i in 0..30 {
-        let (status, headers, json) = gw.post_json(&body_for(&signer, &format!("doc {i}"), false)).await;
+        let (status, headers, json) = gw
+            .post_json(&body_for(&signer, &format!("doc {i}"), false))
+            .await;
         match status {
             202 => accepted.push(json["id"].as_str().unwrap().to_owned()),
             503 => {
@@ -138,7 +175,11 @@ async fn a_full_queue_refuses_with_503_and_never_accepts_what_the_broker_refused
     }
     assert_eq!((accepted.len(), refused), (20, 10));
     let (_, metrics) = gw.get_text("/metrics").await;
-    assert_eq!(counter(&metrics, "gateway_refused_total"), 10.0, "{metrics}");
+    assert_eq!(
+        counter(&metrics, "gateway_refused_total"),
+        10.0,
+        "{metrics}"
+    );
     assert_eq!(env.queue_depth(&env.queue).await, 20);
 
     let _worker = env.worker("worker", &[]);
@@ -153,7 +194,9 @@ async fn an_idempotency_key_returns_the_first_id_on_any_gateway() {
     let a = env.gateway(&[]).await;
     let b = env.gateway(&[]).await;
     let signer = Signer2048::new();
-    let body = body_for(&signer, "submitted twice", false).to_string().into_bytes();
+    let body = body_for(&signer, "submitted twice", false)
+        .to_string()
+        .into_bytes();
     let post = |gw: &Gateway, key: &'static str| {
         let body = body.clone();
         let gw_base = gw.base.clone();
@@ -168,7 +211,10 @@ async fn an_idempotency_key_returns_the_first_id_on_any_gateway() {
                 .await
                 .unwrap();
             assert_eq!(r.status(), 202);
-            r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+            r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
         }
     };
     let first = post(&a, "order-42").await;
@@ -181,7 +227,14 @@ async fn an_idempotency_key_returns_the_first_id_on_any_gateway() {
     // One request per key reached the queue.
     assert_eq!(env.queue_depth(&env.queue).await, 2);
     let (status, _, json) = a
-        .post_raw(Some("application/json"), body.clone(), &[("idempotency-key", "")])
+        .post_raw(
+            Some("application/json"),
+            body.clone(),
+            &[("idempotency-key", "")],
+        )
         .await;
-    assert_eq!((status, json["error"]["code"].as_str()), (400, Some("invalid_idempotency_key")));
+    assert_eq!(
+        (status, json["error"]["code"].as_str()),
+        (400, Some("invalid_idempotency_key"))
+    );
 }

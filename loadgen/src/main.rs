@@ -13,10 +13,10 @@
 //! measure how long a gateway takes to replay them (scripts/replay-bench.sh).
 
 mod chart;
-mod seed;
 mod pool;
 mod report;
 mod run;
+mod seed;
 
 use clap::{Parser, Subcommand};
 

@@ -10,7 +10,11 @@ use verify_core::{Algorithm, Event, EventKind, KeyId, RequestId, Topology};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
     pub amqp_url: String,
     /// The request queue name; events go to `<queue>.events`.
     #[arg(long)]
@@ -31,15 +35,24 @@ pub async fn seed(args: Args) -> anyhow::Result<()> {
     let conn = Connection::connect(&args.amqp_url, ConnectionProperties::default()).await?;
     let channel = conn.create_channel().await?;
     let mut stream_args = FieldTable::default();
-    stream_args.insert(ShortString::from("x-queue-type"), AMQPValue::LongString(LongString::from("stream")));
+    stream_args.insert(
+        ShortString::from("x-queue-type"),
+        AMQPValue::LongString(LongString::from("stream")),
+    );
     stream_args.insert(
         ShortString::from("x-max-age"),
         AMQPValue::LongString(LongString::from(format!("{}s", args.retention.as_secs()))),
     );
     channel
-        .queue_declare(topology.events_stream.as_str().into(), QueueDeclareOptions::durable(), stream_args)
+        .queue_declare(
+            topology.events_stream.as_str().into(),
+            QueueDeclareOptions::durable(),
+            stream_args,
+        )
         .await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
 
     let started = Instant::now();
     let mut sent = 0u64;
@@ -48,7 +61,11 @@ pub async fn seed(args: Args) -> anyhow::Result<()> {
     while sent < args.events {
         let id = RequestId::new();
         for kind in [
-            EventKind::Accepted { algorithm: Algorithm::DEFAULT, key_id: None, idempotency_key: None },
+            EventKind::Accepted {
+                algorithm: Algorithm::DEFAULT,
+                key_id: None,
+                idempotency_key: None,
+            },
             EventKind::Completed {
                 valid: true,
                 algorithm: Algorithm::DEFAULT,

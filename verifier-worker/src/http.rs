@@ -8,12 +8,16 @@ use broker::Link;
 use broker::Publisher;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+/// Health paths (compose.yaml's health checks use them; a test holds the two together).
+pub const HEALTH_PATH: &str = "/healthz";
+pub const READY_PATH: &str = "/readyz";
+
 /// `/readyz` is 200 only while both broker connections are up.
 pub fn router(consuming: Link<()>, results: Link<Publisher>, metrics: PrometheusHandle) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route(HEALTH_PATH, get(|| async { "ok" }))
         .route(
-            "/readyz",
+            READY_PATH,
             get(move || async move {
                 let ready = consuming.is_up() && results.is_up();
                 let code = if ready {

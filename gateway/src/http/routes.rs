@@ -21,6 +21,10 @@ use crate::amqp::events::Projection;
 use crate::amqp::submit::{SubmitError, Submitter};
 use crate::store::{Status, Store};
 
+/// Health paths (compose.yaml's health checks use them; a test holds the two together).
+pub const HEALTH_PATH: &str = "/healthz";
+pub const READY_PATH: &str = "/readyz";
+
 /// Longest long-poll a client may ask for, in seconds.
 pub const MAX_WAIT_SECS: f64 = 30.0;
 
@@ -42,8 +46,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/signature", post(submit))
         .route("/api/signature/{id}", get(status))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
+        .route(HEALTH_PATH, get(|| async { "ok" }))
+        .route(READY_PATH, get(ready))
         .route("/metrics", get(render_metrics))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(super::metrics::count_requests))

@@ -458,7 +458,11 @@ impl PrivateBroker {
             .env("RABBIT_DIST_PORT", self.dist_port.to_string())
             .output()
             .unwrap();
-        assert!(out.status.success(), "rabbit-node.sh {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "rabbit-node.sh {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn up(&self) {
@@ -481,14 +485,22 @@ impl Drop for PrivateBroker {
 }
 
 /// Waits until `url` answers `status` (bounded); how long that took.
-pub async fn wait_status(http: &reqwest::Client, url: &str, status: u16, timeout: Duration) -> Duration {
+pub async fn wait_status(
+    http: &reqwest::Client,
+    url: &str,
+    status: u16,
+    timeout: Duration,
+) -> Duration {
     let started = Instant::now();
     loop {
         let got = http.get(url).send().await.map(|r| r.status().as_u16()).ok();
         if got == Some(status) {
             return started.elapsed();
         }
-        assert!(started.elapsed() < timeout, "{url} not {status} within {timeout:?} (last {got:?})");
+        assert!(
+            started.elapsed() < timeout,
+            "{url} not {status} within {timeout:?} (last {got:?})"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

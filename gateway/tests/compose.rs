@@ -1,0 +1,185 @@
+//! compose.yaml and the Dockerfile checked against the binaries'
+//! configuration, so the deployment cannot drift from the code.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use clap::CommandFactory;
+use serde_yaml_ng::Value;
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn compose() -> Value {
+    let text = std::fs::read_to_string(root().join("compose.yaml")).unwrap();
+    serde_yaml_ng::from_str(&text).unwrap()
+}
+
+fn envs_of(command: clap::Command) -> BTreeSet<String> {
+    command
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .chain(["RUST_LOG".to_owned()])
+        .collect()
+}
+
+fn environment(service: &Value) -> Vec<(String, String)> {
+    service["environment"]
+        .as_mapping()
+        .expect("environment is a mapping")
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                Value::String(s) => s.clone(),
+                other => serde_yaml_ng::to_string(other).unwrap().trim().to_owned(),
+            };
+            (k.as_str().unwrap().to_owned(), value)
+        })
+        .collect()
+}
+
+fn env_value(service: &Value, key: &str) -> String {
+    environment(service)
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .unwrap_or_else(|| panic!("{key} not set"))
+        .1
+}
+
+fn port_of(addr: &str) -> u16 {
+    addr.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+fn healthcheck_url(service: &Value) -> String {
+    let test = service["healthcheck"]["test"]
+        .as_sequence()
+        .expect("a healthcheck");
+    test.iter()
+        .filter_map(Value::as_str)
+        .find(|s| s.starts_with("http://"))
+        .expect("a URL")
+        .to_owned()
+}
+
+#[test]
+fn every_variable_compose_sets_is_one_the_binary_reads() {
+    let compose = compose();
+    let services = &compose["services"];
+    for (service, known) in [
+        ("gateway", envs_of(gateway::config::Config::command())),
+        (
+            "verifier-worker",
+            envs_of(verifier_worker::config::Config::command()),
+        ),
+    ] {
+        for (key, _) in environment(&services[service]) {
+            assert!(
+                known.contains(&key),
+                "{service} sets {key}, which the binary does not read ({known:?})"
+            );
+        }
+        assert_eq!(
+            services[service]["command"][0].as_str(),
+            Some(service),
+            "{service} runs the wrong binary"
+        );
+        assert_eq!(
+            services[service]["depends_on"]["rabbitmq"]["condition"].as_str(),
+            Some("service_healthy"),
+            "{service} must wait for a healthy broker"
+        );
+        assert!(
+            services[service]["restart"].as_str().is_some(),
+            "{service} has no restart policy"
+        );
+        let url = env_value(&services[service], "AMQP_URL");
+        assert!(url.contains("@rabbitmq:5672/"), "{service} AMQP_URL {url}");
+        assert!(!url.contains("guest:guest"), "{service} uses guest/guest");
+    }
+    let worker = &services["verifier-worker"];
+    assert!(envs_of(verifier_worker::config::Config::command()).contains("VERIFIER_KEYS_DIR"));
+    assert_eq!(
+        env_value(worker, "REQUEST_QUEUE"),
+        env_value(&services["gateway"], "REQUEST_QUEUE")
+    );
+}
+
+#[test]
+fn ports_and_health_paths_match_the_binaries() {
+    let compose = compose();
+    let gateway = &compose["services"]["gateway"];
+    let port = port_of(&env_value(gateway, "GATEWAY_ADDR"));
+    let published: Vec<&str> = gateway["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        published.iter().any(|p| p.ends_with(&format!(":{port}"))),
+        "{published:?} does not publish {port}"
+    );
+    assert_eq!(
+        healthcheck_url(gateway),
+        format!(
+            "http://127.0.0.1:{port}{}",
+            gateway::http::routes::READY_PATH
+        )
+    );
+
+    let worker = &compose["services"]["verifier-worker"];
+    let port = port_of(&env_value(worker, "WORKER_HTTP_ADDR"));
+    assert_eq!(
+        healthcheck_url(worker),
+        format!(
+            "http://127.0.0.1:{port}{}",
+            verifier_worker::http::READY_PATH
+        )
+    );
+    // Scalable: no fixed container name, no host port.
+    assert!(worker["container_name"].is_null() && worker["ports"].is_null());
+    // Keys and documents are mounted read-only.
+    for (service, dir) in [
+        (worker, env_value(worker, "VERIFIER_KEYS_DIR")),
+        (gateway, env_value(gateway, "DOCS_DIR")),
+    ] {
+        let volumes: Vec<&str> = service["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(
+            volumes.iter().any(|v| v.ends_with(&format!(":{dir}:ro"))),
+            "{dir} not mounted read-only: {volumes:?}"
+        );
+    }
+
+    let rabbit = &compose["services"]["rabbitmq"];
+    assert!(rabbit["image"]
+        .as_str()
+        .unwrap()
+        .starts_with("rabbitmq:3-management"));
+    assert!(rabbit["healthcheck"]["test"].is_sequence());
+}
+
+#[test]
+fn the_dockerfile_builds_both_binaries_into_a_slim_non_root_image() {
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    for needle in [
+        "--bin gateway",
+        "--bin verifier-worker",
+        "cargo chef cook",
+        "bookworm-slim",
+        "USER verifier",
+    ] {
+        assert!(dockerfile.contains(needle), "Dockerfile lacks {needle:?}");
+    }
+    let stages = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .count();
+    assert!(stages >= 3, "not multi-stage");
+}
