@@ -5,7 +5,7 @@
 //! - [`topology`]: declares the queues of [`verify_core::Topology`] with the
 //!   same arguments from every process.
 //! - [`publisher`]: confirmed publishing with a bound on every wait.
-//! - [`event_log`]: appending lifecycle events to the stream, batched.
+//! - [`batch`]: batched confirmed publishing (requests, lifecycle events).
 //! - [`shutdown`]: SIGTERM/SIGINT as one cancellation token.
 //! - [`telemetry`]: logs and the Prometheus recorder.
 //!
@@ -14,14 +14,14 @@
 //! back as an Ack carrying the returned message; a publish in flight when the
 //! connection drops fails and is the caller's to retry.
 
-pub mod event_log;
+pub mod batch;
 pub mod link;
 pub mod publisher;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topology;
 
-pub use event_log::EventLog;
+pub use batch::{BatchLimits, BatchPublisher};
 pub use link::{Link, LinkState};
 pub use publisher::{PublishError, Publisher};
 pub use topology::{declare_topology, QueueSettings};

@@ -22,10 +22,26 @@ pub enum PublishError {
     Timeout(Duration),
     #[error("broker connection error: {0}")]
     Connection(#[from] lapin::Error),
-    #[error("event batch not confirmed: {0}")]
-    Batch(String),
-    #[error("the event log has stopped")]
+    #[error("{0}")]
+    Other(String),
+    #[error("not connected to the broker")]
+    Disconnected,
+    #[error("the batch publisher has stopped")]
     Closed,
+}
+
+impl PublishError {
+    /// A copy for every item of a batch (the lapin error itself is kept as text).
+    pub fn duplicate(&self) -> PublishError {
+        match self {
+            PublishError::Nacked => PublishError::Nacked,
+            PublishError::Unroutable => PublishError::Unroutable,
+            PublishError::Timeout(d) => PublishError::Timeout(*d),
+            PublishError::Disconnected => PublishError::Disconnected,
+            PublishError::Closed => PublishError::Closed,
+            other => PublishError::Other(other.to_string()),
+        }
+    }
 }
 
 /// A channel in confirm mode on a publishing connection.

@@ -41,7 +41,7 @@ enum Command {
     SeedEvents(seed::Args),
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run::run(args).await,

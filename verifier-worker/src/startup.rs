@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use broker::{EventLog, Link, Publisher};
+use broker::{BatchLimits, BatchPublisher, Link, Publisher};
 use tokio_util::sync::CancellationToken;
 use verify_core::{KeyRegistry, Topology, Verifier};
 
@@ -51,7 +51,12 @@ impl Worker {
         let handler = Handler {
             pool: VerifyPool::new(self.verifier, config.threads()),
             results: results.clone(),
-            events: EventLog::spawn(results.clone(), topology.events_stream.clone()),
+            events: BatchPublisher::spawn(
+                results.clone(),
+                topology.events_stream.clone(),
+                "events",
+                BatchLimits::DEFAULT,
+            ),
             topology,
             identity,
         };

@@ -165,6 +165,44 @@ impl VerifyRequest {
         check_version(request.v)?;
         Ok(request)
     }
+
+    /// Decodes one request-queue message: a batch (a JSON array, what a
+    /// gateway sends under load) or a single request. All or nothing: a
+    /// message with one bad element is undecodable as a whole.
+    pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Self>, DecodeError> {
+        decode_array_or_one(bytes)
+    }
+}
+
+/// Decodes a JSON array of `T`, or a single `T`, checking every version.
+fn decode_array_or_one<T>(bytes: &[u8]) -> Result<Vec<T>, DecodeError>
+where
+    T: serde::de::DeserializeOwned + Versioned,
+{
+    let items: Vec<T> = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => serde_json::from_slice(bytes)?,
+        _ => vec![serde_json::from_slice(bytes)?],
+    };
+    for item in &items {
+        check_version(item.version())?;
+    }
+    Ok(items)
+}
+
+trait Versioned {
+    fn version(&self) -> u32;
+}
+
+impl Versioned for VerifyRequest {
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+impl Versioned for Event {
+    fn version(&self) -> u32 {
+        self.v
+    }
 }
 
 fn check_version(v: u32) -> Result<(), DecodeError> {
@@ -260,14 +298,7 @@ impl Event {
 
     /// Decodes one stream message: a batch (array) or a single event.
     pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Self>, DecodeError> {
-        let events: Vec<Event> = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-            Some(b'[') => serde_json::from_slice(bytes)?,
-            _ => vec![serde_json::from_slice(bytes)?],
-        };
-        for event in &events {
-            check_version(event.v)?;
-        }
-        Ok(events)
+        decode_array_or_one(bytes)
     }
 
     /// `completed` and `failed` end a request; the first one seen wins.
@@ -344,6 +375,16 @@ mod tests {
         let encoded = String::from_utf8(text.encode()).unwrap();
         assert!(encoded.contains(r#""documentText":"héllo""#), "{encoded}");
         assert_eq!(VerifyRequest::decode(encoded.as_bytes()).unwrap(), text);
+        let batch = format!("[{encoded},{encoded}]");
+        assert_eq!(
+            VerifyRequest::decode_batch(batch.as_bytes()).unwrap(),
+            [text.clone(), text.clone()]
+        );
+        assert_eq!(
+            VerifyRequest::decode_batch(encoded.as_bytes()).unwrap(),
+            std::slice::from_ref(&text)
+        );
+        assert!(VerifyRequest::decode_batch(format!("[{encoded},1]").as_bytes()).is_err());
         let both = encoded.replace(
             r#""documentText":"héllo""#,
             r#""documentText":"a","document":"YQ==""#,

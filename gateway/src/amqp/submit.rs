@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use broker::{EventLog, Link, PublishError, Publisher};
+use broker::{BatchLimits, BatchPublisher, Link, PublishError, Publisher};
 use tokio_util::sync::CancellationToken;
 use verify_core::{Event, EventKind, Topology, VerifyRequest};
 
@@ -18,12 +18,22 @@ pub enum SubmitError {
     Broker(PublishError),
 }
 
+/// Requests per message at most: a batch is verified by one worker, so it is
+/// kept small enough to spread over several.
+const REQUEST_BATCH: BatchLimits = BatchLimits {
+    max_items: 32,
+    max_bytes: 1 << 20,
+    in_flight: 1,
+};
+
 /// The publishing side: a supervised connection with one confirm channel.
 #[derive(Clone)]
 pub struct Submitter {
     link: Link<Publisher>,
-    events: EventLog,
-    topology: Arc<Topology>,
+    /// Requests, batched under load into one message per batch.
+    requests: BatchPublisher,
+    /// `accepted` events, batched the same way.
+    events: BatchPublisher,
     identity: Arc<str>,
 }
 
@@ -53,12 +63,23 @@ impl Submitter {
                 }
             },
         );
-        let events = EventLog::spawn(link.clone(), topology.events_stream.clone());
+        let requests = BatchPublisher::spawn(
+            link.clone(),
+            topology.request_queue.clone(),
+            "verify-requests",
+            REQUEST_BATCH,
+        );
+        let events = BatchPublisher::spawn(
+            link.clone(),
+            topology.events_stream.clone(),
+            "events",
+            BatchLimits::DEFAULT,
+        );
         (
             Submitter {
                 link,
+                requests,
                 events,
-                topology,
                 identity,
             },
             task,
@@ -70,13 +91,17 @@ impl Submitter {
     }
 
     /// Publishes the request and appends its `accepted` event, both
-    /// confirmed, in parallel (one confirm round trip, not two).
+    /// confirmed, in parallel (one confirm round trip, not two). Under load
+    /// the request travels in a batch with others; it is confirmed (or
+    /// refused) with its batch.
     pub async fn submit(
         &self,
         request: &VerifyRequest,
         idempotency_key: Option<String>,
     ) -> Result<(), SubmitError> {
-        let publisher = self.link.current().ok_or(SubmitError::Disconnected)?;
+        if self.link.current().is_none() {
+            return Err(SubmitError::Disconnected);
+        }
         let accepted = Event::new(
             request.id,
             &self.identity,
@@ -86,18 +111,14 @@ impl Submitter {
                 idempotency_key,
             },
         );
-        let request_body = request.encode();
         let (request_sent, event_sent) = tokio::join!(
-            publisher.publish(
-                &self.topology.request_queue,
-                &request_body,
-                "verify-request"
-            ),
-            self.events.append(accepted),
+            self.requests.publish(request.encode()),
+            self.events.publish(accepted.encode()),
         );
         match request_sent {
             Ok(()) => {}
             Err(PublishError::Nacked) => return Err(SubmitError::QueueFull),
+            Err(PublishError::Disconnected) => return Err(SubmitError::Disconnected),
             Err(e) => return Err(SubmitError::Broker(e)),
         }
         if let Err(e) = event_sent {

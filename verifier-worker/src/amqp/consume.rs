@@ -1,13 +1,14 @@
-//! The request consumer. Delivery invariant: a request is acked only after
-//! its result event is confirmed by the broker; if the result cannot be
-//! published it is requeued, so a crash at any point means redelivery, never
-//! loss. An undecodable request is rejected without requeue, which the
-//! queue's dead-letter arguments route to `<queue>.dead`.
+//! The request consumer. Delivery invariant: a message (one request, or a
+//! batch of them from a busy gateway) is acked only after the result event
+//! of every request in it is confirmed by the broker; if a result cannot be
+//! published the message is requeued, so a crash at any point means
+//! redelivery, never loss. An undecodable message is rejected without
+//! requeue, which the queue's dead-letter arguments route to `<queue>.dead`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker::{EventLog, Link, Publisher};
+use broker::{BatchPublisher, Link, Publisher};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -28,7 +29,7 @@ pub struct Handler {
     /// The results connection (readiness; the events go through `events`).
     pub results: Link<Publisher>,
     /// Appends result events to the stream, batched under load.
-    pub events: EventLog,
+    pub events: BatchPublisher,
     pub topology: Arc<Topology>,
     pub identity: Arc<str>,
 }
@@ -112,10 +113,10 @@ impl Handler {
         if delivery.redelivered {
             metrics::counter!("worker_redeliveries_total").increment(1);
         }
-        let request = match VerifyRequest::decode(&delivery.data) {
-            Ok(request) => Arc::new(request),
+        let requests = match VerifyRequest::decode_batch(&delivery.data) {
+            Ok(requests) => requests,
             Err(e) => {
-                tracing::warn!(error = %e, bytes = delivery.data.len(), "dead-lettering an undecodable request");
+                tracing::warn!(error = %e, bytes = delivery.data.len(), "dead-lettering an undecodable message");
                 metrics::counter!("worker_dead_lettered_total").increment(1);
                 let _ = delivery
                     .acker
@@ -125,6 +126,40 @@ impl Handler {
             }
         };
 
+        // Every request of the message is verified and its result confirmed
+        // before the message is acked; one failure requeues the message.
+        let outcomes = futures_util::future::join_all(
+            requests
+                .into_iter()
+                .map(|r| self.verify_and_publish(Arc::new(r))),
+        )
+        .await;
+        match outcomes.into_iter().find_map(Result::err) {
+            None => {
+                let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+            }
+            Some(e) => {
+                metrics::counter!("worker_publish_failures_total").increment(1);
+                tracing::warn!(error = %e, "result not confirmed; requeueing the message");
+                // Give the results connection a moment to come back, so the
+                // requeued message does not spin through this worker.
+                self.results.wait_up(Duration::from_secs(1)).await;
+                let _ = delivery
+                    .acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        multiple: false,
+                    })
+                    .await;
+            }
+        }
+    }
+
+    /// Verifies one request and appends its result event (confirmed).
+    async fn verify_and_publish(
+        &self,
+        request: Arc<VerifyRequest>,
+    ) -> Result<(), broker::PublishError> {
         let kind = match self.pool.verify(request.clone()).await {
             Ok((Ok(verdict), took)) => {
                 let outcome = if verdict.valid { "valid" } else { "invalid" };
@@ -152,30 +187,9 @@ impl Handler {
                 )
             }
         };
-
-        let published = self
-            .events
-            .append(Event::new(request.id, &self.identity, kind))
-            .await;
-        match published {
-            Ok(()) => {
-                let _ = delivery.acker.ack(BasicAckOptions::default()).await;
-            }
-            Err(e) => {
-                metrics::counter!("worker_publish_failures_total").increment(1);
-                tracing::warn!(id = %request.id, error = %e, "result not confirmed; requeueing the request");
-                // Give the results connection a moment to come back, so the
-                // requeued request does not spin through this worker.
-                self.results.wait_up(Duration::from_secs(1)).await;
-                let _ = delivery
-                    .acker
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        multiple: false,
-                    })
-                    .await;
-            }
-        }
+        self.events
+            .publish(Event::new(request.id, &self.identity, kind).encode())
+            .await
     }
 }
 
