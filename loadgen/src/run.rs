@@ -35,6 +35,10 @@ pub struct Args {
     /// Open loop: start this many requests per second instead of closed-loop clients.
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Open loop: requests in flight at most; a request due beyond that is
+    /// counted as an error ("over max in-flight"), not silently delayed.
+    #[arg(long, default_value_t = 1024)]
+    pub max_in_flight: usize,
     /// How results are fetched.
     #[arg(long, value_enum, default_value_t = Poll::Long)]
     pub poll: Poll,
@@ -116,7 +120,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     match args.rate {
         None => closed_loop(&shared, args.concurrency, requests, deadline).await,
-        Some(rate) => open_loop(&shared, rate, requests, deadline).await,
+        Some(rate) => open_loop(&shared, rate, args.max_in_flight, requests, deadline).await,
     }
     let elapsed = started.elapsed();
     progress.finish_and_clear();
@@ -164,6 +168,7 @@ async fn closed_loop(
 async fn open_loop(
     shared: &Arc<Shared>,
     rate: f64,
+    max_in_flight: usize,
     requests: Option<u64>,
     deadline: Option<Instant>,
 ) {
@@ -178,10 +183,15 @@ async fn open_loop(
             break;
         }
         tokio::time::sleep_until(due.into()).await;
-        let shared = shared.clone();
-        in_flight.spawn(async move { one_request(&shared, n as usize, due).await });
         n += 1;
         while in_flight.try_join_next().is_some() {}
+        if in_flight.len() >= max_in_flight {
+            shared.stats.lock().await.record(Outcome::Error("over max in-flight".into()));
+            shared.progress.inc(1);
+            continue;
+        }
+        let shared = shared.clone();
+        in_flight.spawn(async move { one_request(&shared, (n - 1) as usize, due).await });
     }
     while in_flight.join_next().await.is_some() {}
 }
@@ -211,7 +221,7 @@ async fn submit_and_wait(
         .body(case.body.clone())
         .send()
         .await
-        .map_err(|e| format!("POST failed: {e}"))?;
+        .map_err(|e| format!("POST failed: {}", e.without_url()))?;
     let status = response.status().as_u16();
     let body: serde_json::Value = response
         .json()
@@ -235,7 +245,7 @@ async fn submit_and_wait(
             .get(&url)
             .send()
             .await
-            .map_err(|e| format!("GET failed: {e}"))?;
+            .map_err(|e| format!("GET failed: {}", e.without_url()))?;
         let status = response.status().as_u16();
         let body: serde_json::Value = response
             .json()
