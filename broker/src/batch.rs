@@ -2,15 +2,19 @@
 //!
 //! Every caller waits for its own item's confirmation, but items that arrive
 //! while earlier batches await their confirms are sent together, as one
-//! message holding a JSON array. There is no timer: at low load a batch is
-//! one item and nothing waits; under load the batches grow by themselves and
-//! the broker handles one message (one publish, one delivery, one ack) per
-//! batch instead of one per item. The gateway batches requests this way and
-//! every process batches its lifecycle events.
+//! message holding a JSON array. When nothing is in flight an item goes at
+//! once (at low load a batch is one item and nothing waits). When batches
+//! are in flight, the next one gathers items until one of them is confirmed
+//! or `linger` passes, whichever is first: under load the batches grow by
+//! themselves and the broker handles one message (one publish, one delivery,
+//! one ack) per batch instead of one per item, while a single slow confirm
+//! holds up only its own batch, never the ones after it. The gateway batches
+//! requests this way and every process batches its lifecycle events.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 use crate::{Link, PublishError, Publisher};
 
@@ -22,13 +26,16 @@ pub struct BatchLimits {
     pub max_bytes: usize,
     /// Batches awaiting their confirms at once (more items queue meanwhile).
     pub in_flight: usize,
+    /// Longest a batch gathers items while others are in flight.
+    pub linger: Duration,
 }
 
 impl BatchLimits {
     pub const DEFAULT: BatchLimits = BatchLimits {
         max_items: 256,
         max_bytes: 1 << 20,
-        in_flight: 1,
+        in_flight: 8,
+        linger: Duration::from_millis(2),
     };
 }
 
@@ -73,6 +80,8 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<(Vec<u8>, Reply)>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.in_flight.max(1)));
+    // Signalled whenever a batch is settled.
+    let settled = Arc::new(Notify::new());
     let queue: Arc<str> = queue.into();
     // An item that did not fit the previous batch opens the next one.
     let mut carried: Option<(Vec<u8>, Reply)> = None;
@@ -88,6 +97,10 @@ async fn run(
                 None => return,
             },
         };
+        // Others in flight: gather until one of them settles (bounded).
+        if slots.available_permits() + 1 < limits.in_flight.max(1) {
+            let _ = tokio::time::timeout(limits.linger, settled.notified()).await;
+        }
         let mut bytes = first.0.len();
         let mut batch = vec![first];
         while batch.len() < limits.max_items {
@@ -105,6 +118,7 @@ async fn run(
         }
         let link = link.clone();
         let queue = queue.clone();
+        let settled = settled.clone();
         tokio::spawn(async move {
             let mut body = Vec::with_capacity(bytes + batch.len() + 1);
             body.push(b'[');
@@ -124,6 +138,7 @@ async fn run(
                 let _ = reply.send(result.as_ref().map(|_| ()).map_err(PublishError::duplicate));
             }
             drop(slot);
+            settled.notify_waiters();
         });
     }
 }

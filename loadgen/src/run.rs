@@ -186,7 +186,11 @@ async fn open_loop(
         n += 1;
         while in_flight.try_join_next().is_some() {}
         if in_flight.len() >= max_in_flight {
-            shared.stats.lock().await.record(Outcome::Error("over max in-flight".into()));
+            shared
+                .stats
+                .lock()
+                .await
+                .record(Outcome::Error("over max in-flight".into()));
             shared.progress.inc(1);
             continue;
         }

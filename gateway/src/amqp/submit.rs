@@ -22,8 +22,7 @@ pub enum SubmitError {
 /// kept small enough to spread over several.
 const REQUEST_BATCH: BatchLimits = BatchLimits {
     max_items: 32,
-    max_bytes: 1 << 20,
-    in_flight: 1,
+    ..BatchLimits::DEFAULT
 };
 
 /// The publishing side: a supervised connection with one confirm channel.
