@@ -5,6 +5,7 @@
 //! - [`topology`]: declares the queues of [`verify_core::Topology`] with the
 //!   same arguments from every process.
 //! - [`publisher`]: confirmed publishing with a bound on every wait.
+//! - [`config`]: the broker settings both binaries take.
 //! - [`batch`]: batched confirmed publishing (requests, lifecycle events).
 //! - [`shutdown`]: SIGTERM/SIGINT as one cancellation token.
 //! - [`telemetry`]: logs and the Prometheus recorder.
@@ -15,6 +16,7 @@
 //! connection drops fails and is the caller's to retry.
 
 pub mod batch;
+pub mod config;
 pub mod link;
 pub mod publisher;
 pub mod shutdown;
@@ -22,6 +24,7 @@ pub mod telemetry;
 pub mod topology;
 
 pub use batch::{BatchLimits, BatchPublisher};
+pub use config::BrokerArgs;
 pub use link::{Link, LinkState};
 pub use publisher::{PublishError, Publisher};
 pub use topology::{declare_topology, QueueSettings};

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use verify_core::Topology;
 
 use crate::amqp::events::Projection;
 use crate::amqp::submit::Submitter;
@@ -27,30 +26,34 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let topology = Arc::new(Topology::new(&config.request_queue));
+        let topology = Arc::new(config.broker.topology());
         let identity: Arc<str> = verify_core::process_identity("gateway").into();
-        let store = Arc::new(Store::new(config.result_retention));
+        let store = Arc::new(Store::new(config.broker.result_retention));
         // Links outlive the HTTP server: they stop after it has drained.
         let links = CancellationToken::new();
 
         let (submitter, publish_task) = Submitter::spawn(
-            config.amqp_url.clone(),
+            config.broker.amqp_url.clone(),
             topology.clone(),
-            config.queue_settings(),
-            config.confirm_timeout,
+            config.broker.queue_settings(),
+            config.broker.confirm_timeout,
             identity.clone(),
             links.clone(),
         );
         let (projection, events_task) = Projection::spawn(
-            config.amqp_url.clone(),
+            config.broker.amqp_url.clone(),
             topology,
-            config.queue_settings(),
+            config.broker.queue_settings(),
             config.events_prefetch,
             store.clone(),
             identity,
             links.clone(),
         );
-        let sweep_task = tokio::spawn(sweep(store.clone(), config.result_retention, links.clone()));
+        let sweep_task = tokio::spawn(sweep(
+            store.clone(),
+            config.broker.result_retention,
+            links.clone(),
+        ));
 
         let listener = TcpListener::bind(config.gateway_addr).await?;
         let state = AppState {

@@ -10,8 +10,8 @@ use common::*;
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
-/// `n` bodies, every tenth tampered; with the verdict each must get.
-fn mixed_bodies(signer: &Signer2048, n: usize, key_id: Option<&str>) -> Vec<(Value, bool)> {
+/// `n` bodies, every tenth tampered, and the verdict each must get.
+fn mixed_bodies(signer: &Signer2048, n: usize, key_id: Option<&str>) -> (Vec<Value>, Vec<bool>) {
     (0..n)
         .map(|i| {
             let tampered = i % 10 == 3;
@@ -55,9 +55,7 @@ async fn several_workers_share_the_load() {
         })
         .collect();
     let signer = Signer2048::new();
-    let cases = mixed_bodies(&signer, 300, None);
-    let bodies: Vec<Value> = cases.iter().map(|c| c.0.clone()).collect();
-    let expected: Vec<bool> = cases.iter().map(|c| c.1).collect();
+    let (bodies, expected) = mixed_bodies(&signer, 300, None);
     let ids = submit_all(&gw, &bodies, 32).await;
     let by_worker = assert_all_complete(&gw, &ids, &expected).await;
     assert_eq!(
@@ -76,9 +74,7 @@ async fn a_sigkilled_workers_requests_complete_elsewhere() {
     // Requests under the 4096-bit key with the slow backend on one thread:
     // the first worker holds hundreds unacked when it is killed.
     let signer = Signer2048::with_key("k4096");
-    let cases = mixed_bodies(&signer, 1000, Some("big"));
-    let bodies: Vec<Value> = cases.iter().map(|c| c.0.clone()).collect();
-    let expected: Vec<bool> = cases.iter().map(|c| c.1).collect();
+    let (bodies, expected) = mixed_bodies(&signer, 1000, Some("big"));
     let ids = submit_all(&gw, &bodies, 64).await;
     assert_eq!(ids.len(), 1000);
 
@@ -105,15 +101,9 @@ async fn a_sigkilled_workers_requests_complete_elsewhere() {
     assert_eq!(by_worker.values().sum::<usize>(), 1000);
     assert_eq!(by_worker.len(), 2, "{by_worker:?}");
 
-    let metrics = gw
-        .http
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = env
+        .fetch_text(&format!("http://127.0.0.1:{port}/metrics"))
+        .await;
     let redelivered = counter(&metrics, "worker_redeliveries_total");
     assert!(
         redelivered > 0.0,
@@ -149,15 +139,9 @@ async fn poison_messages_are_dead_lettered_and_the_service_keeps_answering() {
     let result = gw.result(&id, Duration::from_secs(20)).await;
     assert_eq!(result["valid"], true, "{result}");
     assert_eq!(env.queue_depth(&env.queue).await, 0, "poison was requeued");
-    let metrics = gw
-        .http
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = env
+        .fetch_text(&format!("http://127.0.0.1:{port}/metrics"))
+        .await;
     assert_eq!(
         counter(&metrics, "worker_dead_lettered_total"),
         2.0,
@@ -198,9 +182,7 @@ async fn sigterm_worker_finishes_what_it_holds() {
     let env = TestEnv::new();
     let gw = env.gateway(&[]).await;
     let signer = Signer2048::with_key("k4096");
-    let cases = mixed_bodies(&signer, 200, Some("big"));
-    let bodies: Vec<Value> = cases.iter().map(|c| c.0.clone()).collect();
-    let expected: Vec<bool> = cases.iter().map(|c| c.1).collect();
+    let (bodies, expected) = mixed_bodies(&signer, 200, Some("big"));
     let ids = submit_all(&gw, &bodies, 32).await;
     let slow = [
         ("VERIFY_BACKEND", "rust".to_owned()),

@@ -378,15 +378,7 @@ async fn worker_serves_health_and_metrics_when_asked() {
         assert!(Instant::now() < deadline, "worker never ready: {ready:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let metrics = gw
-        .http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = env.fetch_text(&format!("{base}/metrics")).await;
     assert!(
         metrics
             .contains(r#"worker_verifications_total{outcome="valid",algorithm="SHA256withRSA"} 1"#),

@@ -13,17 +13,8 @@ use clap::{ArgAction, Parser};
     about = "Verifies RSA signatures requested over RabbitMQ"
 )]
 pub struct Config {
-    /// RabbitMQ URL (the vhost is URL-encoded: %2f is "/").
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    pub amqp_url: String,
-
-    /// Name of the request queue (also names `<name>.dead` and `<name>.events`).
-    #[arg(long, env = "REQUEST_QUEUE", default_value = verify_core::DEFAULT_REQUEST_QUEUE)]
-    pub request_queue: String,
+    #[command(flatten)]
+    pub broker: broker::BrokerArgs,
 
     /// Directory of public keys (*.pem, *.der, *.crt, *.cer); keyId = file name
     /// without extension. Every file must load, or the worker does not start.
@@ -52,31 +43,12 @@ pub struct Config {
     #[arg(long, env = "WORKER_HTTP_ADDR")]
     pub worker_http_addr: Option<SocketAddr>,
 
-    /// Longest wait for the broker's confirm of a result before requeueing the request.
-    #[arg(long, env = "CONFIRM_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub confirm_timeout: Duration,
-
-    /// Events stream `x-max-age`, used only if this process creates the stream.
-    #[arg(long, env = "RESULT_RETENTION", default_value = "15m", value_parser = humantime::parse_duration)]
-    pub result_retention: Duration,
-
-    /// Request queue `x-max-length`, used only if this process creates the queue. 0: unbounded.
-    #[arg(long, env = "MAX_QUEUE_LENGTH", default_value_t = 100_000)]
-    pub max_queue_length: u32,
-
     /// Longest time a graceful shutdown may take to finish held requests.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 }
 
 impl Config {
-    pub fn queue_settings(&self) -> broker::QueueSettings {
-        broker::QueueSettings {
-            max_queue_length: (self.max_queue_length > 0).then_some(self.max_queue_length),
-            retention: self.result_retention,
-        }
-    }
-
     pub fn threads(&self) -> usize {
         self.verify_threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))

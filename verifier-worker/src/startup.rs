@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use broker::{BatchLimits, BatchPublisher, Link, Publisher};
 use tokio_util::sync::CancellationToken;
-use verify_core::{KeyRegistry, Topology, Verifier};
+use verify_core::{KeyRegistry, Verifier};
 
 use crate::amqp::consume::{self, Handler};
 use crate::config::Config;
@@ -33,13 +33,13 @@ impl Worker {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let config = self.config;
         let identity: Arc<str> = verify_core::process_identity("worker").into();
-        let topology = Arc::new(Topology::new(&config.request_queue));
+        let topology = Arc::new(config.broker.topology());
         let stop_consuming = CancellationToken::new();
         let stop_publishing = CancellationToken::new();
 
-        let confirm_timeout = config.confirm_timeout;
+        let confirm_timeout = config.broker.confirm_timeout;
         let (results, results_task) = Link::spawn(
-            config.amqp_url.clone(),
+            config.broker.amqp_url.clone(),
             format!("{identity} publish"),
             stop_publishing.clone(),
             move |session| async move {
@@ -61,9 +61,9 @@ impl Worker {
             identity,
         };
         let (consuming, consume_task) = consume::spawn(
-            config.amqp_url.clone(),
+            config.broker.amqp_url.clone(),
             handler,
-            config.queue_settings(),
+            config.broker.queue_settings(),
             config.prefetch,
             config.shutdown_timeout,
             stop_consuming.clone(),

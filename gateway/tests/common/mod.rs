@@ -204,6 +204,18 @@ impl TestEnv {
         self.spawn("verifier-worker", name, &all)
     }
 
+    /// The body of a GET on any URL (a worker's /metrics, say).
+    pub async fn fetch_text(&self, url: &str) -> String {
+        self.http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
     }
