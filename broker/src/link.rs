@@ -66,7 +66,7 @@ impl<T: Send + Sync + 'static> Link<T> {
     ) -> (Link<T>, tokio::task::JoinHandle<()>)
     where
         F: FnMut(Session<T>) -> Fut + Send + 'static,
-        Fut: Future<Output = anyhow_free::Result> + Send,
+        Fut: Future<Output = SessionResult> + Send,
     {
         let (tx, rx) = watch::channel(None);
         let blocked = Arc::new(AtomicBool::new(false));
@@ -185,8 +185,5 @@ async fn watch_connection(connection: &Connection, blocked: &AtomicBool) -> Stri
     }
 }
 
-/// The session result type: any error ends the session and triggers a reconnect.
-pub mod anyhow_free {
-    pub type Error = Box<dyn std::error::Error + Send + Sync>;
-    pub type Result = std::result::Result<(), Error>;
-}
+/// What a session returns: any error ends it and triggers a reconnect.
+pub type SessionResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
