@@ -48,6 +48,15 @@ fn env_value(service: &Value, key: &str) -> String {
         .1
 }
 
+/// The strings of a YAML sequence (ports, volumes).
+fn strings(list: &Value) -> Vec<&str> {
+    list.as_sequence()
+        .expect("a list")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
 fn port_of(addr: &str) -> u16 {
     addr.rsplit(':').next().unwrap().parse().unwrap()
 }
@@ -111,12 +120,7 @@ fn ports_and_health_paths_match_the_binaries() {
     let compose = compose();
     let gateway = &compose["services"]["gateway"];
     let port = port_of(&env_value(gateway, "GATEWAY_ADDR"));
-    let published: Vec<&str> = gateway["ports"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let published = strings(&gateway["ports"]);
     assert!(
         published.iter().any(|p| p.ends_with(&format!(":{port}"))),
         "{published:?} does not publish {port}"
@@ -145,12 +149,7 @@ fn ports_and_health_paths_match_the_binaries() {
         (worker, env_value(worker, "VERIFIER_KEYS_DIR")),
         (gateway, env_value(gateway, "DOCS_DIR")),
     ] {
-        let volumes: Vec<&str> = service["volumes"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
+        let volumes = strings(&service["volumes"]);
         assert!(
             volumes.iter().any(|v| v.ends_with(&format!(":{dir}:ro"))),
             "{dir} not mounted read-only: {volumes:?}"

@@ -92,11 +92,7 @@ async fn a_sigkilled_workers_requests_complete_elsewhere() {
         .wait_exit(Duration::from_secs(5))
         .expect("victim did not die");
 
-    let port = free_port();
-    let _survivor = env.worker(
-        "survivor",
-        &[("WORKER_HTTP_ADDR", format!("127.0.0.1:{port}"))],
-    );
+    let (_survivor, port) = env.worker_with_http("survivor");
     let by_worker = assert_all_complete(&gw, &ids, &expected).await;
     assert_eq!(by_worker.values().sum::<usize>(), 1000);
     assert_eq!(by_worker.len(), 2, "{by_worker:?}");
@@ -118,11 +114,7 @@ async fn a_sigkilled_workers_requests_complete_elsewhere() {
 #[tokio::test]
 async fn poison_messages_are_dead_lettered_and_the_service_keeps_answering() {
     let env = TestEnv::new();
-    let port = free_port();
-    let _worker = env.worker(
-        "worker",
-        &[("WORKER_HTTP_ADDR", format!("127.0.0.1:{port}"))],
-    );
+    let (_worker, port) = env.worker_with_http("worker");
     let gw = env.gateway(&[]).await;
     env.publish_raw(b"this is not json").await;
     env.publish_raw(br#"{"v":99,"id":"x"}"#).await;

@@ -104,11 +104,7 @@ async fn a_restarted_gateway_replays_what_it_missed() {
 async fn broker_restart_503_then_recovery_and_nothing_lost() {
     let broker = PrivateBroker::start();
     let env = TestEnv::with_broker(broker.url());
-    let worker_port = free_port();
-    let _worker = env.worker(
-        "worker",
-        &[("WORKER_HTTP_ADDR", format!("127.0.0.1:{worker_port}"))],
-    );
+    let (_worker, worker_port) = env.worker_with_http("worker");
     let gw = env.gateway(&[]).await;
     let signer = Signer2048::new();
     let before: Vec<Value> = (0..100)

@@ -354,11 +354,7 @@ async fn health_readiness_and_broker_down_503() {
 #[tokio::test]
 async fn worker_serves_health_and_metrics_when_asked() {
     let env = TestEnv::new();
-    let port = free_port();
-    let _worker = env.worker(
-        "worker",
-        &[("WORKER_HTTP_ADDR", format!("127.0.0.1:{port}"))],
-    );
+    let (_worker, port) = env.worker_with_http("worker");
     let gw = env.gateway(&[]).await;
     let signer = Signer2048::new();
     let id = gw.submit(&body_for(&signer, "count me", false)).await;

@@ -216,6 +216,13 @@ impl TestEnv {
             .unwrap()
     }
 
+    /// A worker serving /readyz and /metrics; its HTTP port.
+    pub fn worker_with_http(&self, name: &str) -> (Proc, u16) {
+        let port = free_port();
+        let addr = ("WORKER_HTTP_ADDR", format!("127.0.0.1:{port}"));
+        (self.worker(name, &[addr]), port)
+    }
+
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
     }
