@@ -218,19 +218,12 @@ async fn submit_and_wait(
     case: &Case,
     started: Instant,
 ) -> Result<(Duration, Duration), String> {
-    let response = shared
+    let post = shared
         .http
         .post(format!("{base}/api/signature"))
         .header("content-type", "application/json")
-        .body(case.body.clone())
-        .send()
-        .await
-        .map_err(|e| format!("POST failed: {}", e.without_url()))?;
-    let status = response.status().as_u16();
-    let body: serde_json::Value = response
-        .json()
-        .await
-        .map_err(|e| format!("POST answer: {e}"))?;
+        .body(case.body.clone());
+    let (status, body) = exchange(post, "POST").await?;
     if status != 202 {
         return Err(format!("POST answered {status}: {}", body["error"]["code"]));
     }
@@ -244,17 +237,7 @@ async fn submit_and_wait(
         Poll::Plain => format!("{base}/api/signature/{id}"),
     };
     loop {
-        let response = shared
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| format!("GET failed: {}", e.without_url()))?;
-        let status = response.status().as_u16();
-        let body: serde_json::Value = response
-            .json()
-            .await
-            .map_err(|e| format!("GET answer: {e}"))?;
+        let (status, body) = exchange(shared.http.get(&url), "GET").await?;
         if status != 200 {
             return Err(format!("GET answered {status}: {}", body["error"]["code"]));
         }
@@ -279,4 +262,21 @@ async fn submit_and_wait(
             other => return Err(format!("status {other:?}: {}", body["error"]["code"])),
         }
     }
+}
+
+/// Sends a request and reads its JSON answer; errors name the method.
+async fn exchange(
+    request: reqwest::RequestBuilder,
+    method: &str,
+) -> Result<(u16, serde_json::Value), String> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("{method} failed: {}", e.without_url()))?;
+    let status = response.status().as_u16();
+    let body = response
+        .json()
+        .await
+        .map_err(|e| format!("{method} answer: {e}"))?;
+    Ok((status, body))
 }

@@ -357,23 +357,17 @@ impl Gateway {
         response(request.send().await.unwrap()).await
     }
 
+    async fn send_get(&self, path: &str) -> reqwest::Response {
+        let url = format!("{}{path}", self.base);
+        self.http.get(url).send().await.unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> (u16, HashMap<String, String>, Value) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        response(r).await
+        response(self.send_get(path).await).await
     }
 
     pub async fn get_text(&self, path: &str) -> (u16, String) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
+        let r = self.send_get(path).await;
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
