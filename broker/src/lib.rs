@@ -25,6 +25,6 @@ pub mod topology;
 
 pub use batch::{BatchLimits, BatchPublisher};
 pub use config::BrokerArgs;
-pub use link::{Link, LinkState};
+pub use link::{url_user, Link, LinkState, Session, SessionError, SessionResult};
 pub use publisher::{PublishError, Publisher};
 pub use topology::{declare_topology, QueueSettings};

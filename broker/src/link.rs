@@ -9,6 +9,9 @@
 //! The session publishes what it offers to the rest of the process (a
 //! publisher, a consumer's health) with [`Session::set_ready`]; the link
 //! withdraws it the moment the connection fails or the broker blocks it.
+//! Whatever ends a session (its own error, a lost connection, shutdown),
+//! the connection is closed before the next one opens: a session never
+//! leaves a half-used connection behind.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +38,9 @@ pub struct Session<T> {
     pub shutdown: CancellationToken,
     /// How many sessions ran before this one (0 on first connect).
     pub attempt: u64,
+    /// The broker user this connection logged in as: the `user_id` of every
+    /// message it publishes (the broker refuses any other).
+    pub user: Arc<str>,
     state: watch::Sender<Option<Arc<T>>>,
 }
 
@@ -41,6 +48,11 @@ impl<T> Session<T> {
     /// Offers `value` to the process until the session ends.
     pub fn set_ready(&self, value: T) {
         self.state.send_replace(Some(Arc::new(value)));
+    }
+
+    /// Withdraws what [`Session::set_ready`] offered (the session goes on).
+    pub fn set_unready(&self) {
+        self.state.send_replace(None);
     }
 }
 
@@ -70,6 +82,7 @@ impl<T: Send + Sync + 'static> Link<T> {
     {
         let (tx, rx) = watch::channel(None);
         let blocked = Arc::new(AtomicBool::new(false));
+        let user: Arc<str> = url_user(&url).into();
         let link = Link {
             state: rx,
             blocked: blocked.clone(),
@@ -93,6 +106,7 @@ impl<T: Send + Sync + 'static> Link<T> {
                             connection: connection.clone(),
                             shutdown: shutdown.clone(),
                             attempt,
+                            user: user.clone(),
                             state: tx.clone(),
                         };
                         attempt += 1;
@@ -111,8 +125,14 @@ impl<T: Send + Sync + 'static> Link<T> {
                         if session_started.elapsed() > STABLE_SESSION {
                             backoff = BACKOFF_MIN;
                         }
+                        if connection.status().connected() {
+                            let _ = tokio::time::timeout(
+                                CONNECT_TIMEOUT,
+                                connection.close(200, "session over".into()),
+                            )
+                            .await;
+                        }
                         if shutdown.is_cancelled() {
-                            let _ = connection.close(200, "shutting down".into()).await;
                             break;
                         }
                     }
@@ -144,6 +164,20 @@ impl<T: Send + Sync + 'static> Link<T> {
 
     pub fn is_up(&self) -> bool {
         self.current().is_some()
+    }
+
+    /// Waits until the link is up and not blocked, or `timeout` passes;
+    /// whether it is usable then.
+    pub async fn wait_usable(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Blocking is a flag, not a watch: a short poll is enough here.
+        while self.current().is_none() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
     }
 
     /// Waits until the link is up (for startup ordering); false on timeout.
@@ -185,5 +219,37 @@ async fn watch_connection(connection: &Connection, blocked: &AtomicBool) -> Stri
     }
 }
 
-/// What a session returns: any error ends it and triggers a reconnect.
-pub type SessionResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+/// Why a session ended early; any error ends it and triggers a reconnect.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Amqp(#[from] lapin::Error),
+    #[error(transparent)]
+    Publish(#[from] crate::PublishError),
+    #[error("{0}")]
+    Ended(&'static str),
+}
+
+/// What a session returns.
+pub type SessionResult = Result<(), SessionError>;
+
+/// The user name in an AMQP URL (percent-decoded, as lapin logs in with
+/// it); `guest` when the URL names none, as lapin does.
+pub fn url_user(url: &str) -> String {
+    url.parse::<AMQPUri>()
+        .map(|uri| uri.authority.userinfo.username)
+        .unwrap_or_else(|_| "guest".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_user_of_a_url() {
+        assert_eq!(super::url_user("amqp://a%40b:pw@host:5672/%2f"), "a@b");
+        assert_eq!(
+            super::url_user("amqp://sig-worker:pw@host/%2f"),
+            "sig-worker"
+        );
+        assert_eq!(super::url_user("amqp://host"), "guest");
+    }
+}

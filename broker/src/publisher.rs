@@ -4,12 +4,20 @@
 //! One channel in confirm mode is shared by all callers, so confirms are
 //! pipelined: many publishes are in flight at once, each caller awaiting only
 //! its own confirmation, and never longer than `confirm_timeout`.
+//!
+//! Every message carries the connection's user as its `user_id`; RabbitMQ
+//! refuses a `user_id` that is not the publishing connection's own, so a
+//! reader can trust it to say who wrote a message (the gateways accept
+//! verdicts only from the worker user). [`serve`] keeps a publisher up for a
+//! link's session and reopens its channel when the broker closes it.
 
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::types::ShortString;
+use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
+
+use crate::link::{Session, SessionResult};
 
 /// Why a message was not (known to be) accepted by the broker.
 #[derive(Debug, thiserror::Error)]
@@ -49,10 +57,16 @@ impl PublishError {
 pub struct Publisher {
     channel: Channel,
     confirm_timeout: Duration,
+    /// The connection's user, stamped on every message as `user_id`.
+    user: ShortString,
 }
 
 impl Publisher {
-    pub async fn open(connection: &Connection, confirm_timeout: Duration) -> lapin::Result<Self> {
+    pub async fn open(
+        connection: &Connection,
+        user: &str,
+        confirm_timeout: Duration,
+    ) -> lapin::Result<Self> {
         let channel = connection.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -60,6 +74,7 @@ impl Publisher {
         Ok(Publisher {
             channel,
             confirm_timeout,
+            user: ShortString::from(user),
         })
     }
 
@@ -71,10 +86,26 @@ impl Publisher {
         payload: &[u8],
         kind: &str,
     ) -> Result<(), PublishError> {
-        let properties = BasicProperties::default()
+        self.publish_with_headers(queue, payload, kind, None).await
+    }
+
+    /// [`Publisher::publish`] with message headers (a dead letter's reason,
+    /// a request's requeue count).
+    pub async fn publish_with_headers(
+        &self,
+        queue: &str,
+        payload: &[u8],
+        kind: &str,
+        headers: Option<FieldTable>,
+    ) -> Result<(), PublishError> {
+        let mut properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type(ShortString::from("application/json"))
-            .with_type(ShortString::from(kind));
+            .with_type(ShortString::from(kind))
+            .with_user_id(self.user.clone());
+        if let Some(headers) = headers {
+            properties = properties.with_headers(headers);
+        }
         let send = async {
             let confirm = self
                 .channel
@@ -107,5 +138,28 @@ impl Publisher {
     /// True while the channel can take publishes.
     pub fn is_usable(&self) -> bool {
         self.channel.status().connected()
+    }
+}
+
+/// Runs a publishing session: offers a [`Publisher`] to the process until
+/// shutdown, and opens a fresh channel whenever the broker closes the
+/// current one (a refused message can close a channel while the connection
+/// lives on); meanwhile the link offers nothing, so callers see "not ready".
+pub async fn serve(session: Session<Publisher>, confirm_timeout: Duration) -> SessionResult {
+    let open = || Publisher::open(&session.connection, &session.user, confirm_timeout);
+    let mut publisher = open().await?;
+    session.set_ready(publisher.clone());
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = session.shutdown.cancelled() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        if !publisher.is_usable() {
+            tracing::warn!("the broker closed the publishing channel; opening another");
+            session.set_unready();
+            publisher = open().await?;
+            session.set_ready(publisher.clone());
+        }
     }
 }

@@ -19,7 +19,8 @@ pub struct QueueSettings {
     /// Bound of the request queue; when full the broker nacks new requests
     /// (`x-overflow: reject-publish`). `None`: unbounded.
     pub max_queue_length: Option<u32>,
-    /// How long the events stream keeps events (`x-max-age`).
+    /// How long the events stream keeps events (`x-max-age`), and how long
+    /// a request may wait in its queue (`x-message-ttl`).
     pub retention: Duration,
 }
 
@@ -47,6 +48,13 @@ pub fn queue_arguments(topology: &Topology, settings: &QueueSettings) -> Vec<(St
         (
             "x-dead-letter-routing-key",
             long(&topology.dead_letter_queue),
+        ),
+        // A request lives no longer than its id: after the retention nobody
+        // can read its verdict, so the broker dead-letters it (reason
+        // `expired`) instead of having it verified.
+        (
+            "x-message-ttl",
+            AMQPValue::LongLongInt(settings.retention.as_millis().clamp(1, i64::MAX as u128) as i64),
         ),
     ];
     if let Some(max) = settings.max_queue_length {

@@ -30,4 +30,35 @@ pub struct Config {
     /// How many stream events may be in flight to this gateway unacknowledged.
     #[arg(long, env = "EVENTS_PREFETCH", default_value_t = 2000)]
     pub events_prefetch: u16,
+
+    /// Broker users whose `completed` / `failed` events this gateway believes
+    /// (comma-separated; the `user_id` the broker validated on each message).
+    /// Default: the user of AMQP_URL, which suits a one-user setup; with
+    /// per-role users, name the workers' user here.
+    #[arg(long, env = "RESULT_PUBLISHERS", value_delimiter = ',')]
+    pub result_publishers: Vec<String>,
+
+    /// Largest request message the broker takes (RabbitMQ's `max_message_size`;
+    /// 16 MiB is its default since 4.0). A document whose request would be
+    /// larger is refused with 413 before anything is published.
+    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+}
+
+impl Config {
+    /// The broker users whose verdicts count (never empty).
+    pub fn trusted_publishers(&self) -> Vec<String> {
+        let named: Vec<String> = self
+            .result_publishers
+            .iter()
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty())
+            .collect();
+        if named.is_empty() {
+            let first = self.broker.amqp_url.split(',').next().unwrap_or_default();
+            vec![broker::url_user(first.trim())]
+        } else {
+            named
+        }
+    }
 }

@@ -15,5 +15,6 @@
 pub mod amqp;
 pub mod config;
 pub mod http;
+pub mod idempotency;
 pub mod startup;
 pub mod store;

@@ -8,10 +8,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::amqp::events::Projection;
+use crate::amqp::events::{Projection, Source, Trust};
 use crate::amqp::submit::Submitter;
 use crate::config::Config;
 use crate::http::{router, AppState};
+use crate::idempotency::KeyLocks;
 use crate::store::Store;
 
 /// Longest time shutdown may take once long-polls have been answered.
@@ -40,13 +41,22 @@ impl Application {
             identity.clone(),
             links.clone(),
         );
-        let (projection, events_task) = Projection::spawn(
-            config.broker.amqp_url.clone(),
+        let trusted = config.trusted_publishers();
+        tracing::info!(
+            ?trusted,
+            "verdicts are accepted from these broker users only"
+        );
+        let source = Source {
+            url: config.broker.amqp_url.clone(),
             topology,
-            config.broker.queue_settings(),
-            config.events_prefetch,
-            store.clone(),
+            settings: config.broker.queue_settings(),
+            prefetch: config.events_prefetch,
             identity,
+        };
+        let (projection, events_task) = Projection::spawn(
+            source,
+            store.clone(),
+            Arc::new(Trust::new(trusted)),
             links.clone(),
         );
         let sweep_task = tokio::spawn(sweep(
@@ -62,6 +72,9 @@ impl Application {
             projection: Arc::new(projection),
             docs_dir: config.docs_dir,
             body_limit: config.body_limit_bytes,
+            max_message_bytes: config.max_message_bytes,
+            idempotency: Arc::new(KeyLocks::default()),
+            idempotency_wait: config.broker.confirm_timeout * 2,
             shutdown: CancellationToken::new(),
             metrics: broker::telemetry::metrics_handle(),
         };

@@ -4,7 +4,10 @@
 //! Invariants: the first terminal event (`completed` / `failed`) for an id
 //! wins and is never replaced (redelivery can produce a second result);
 //! entries expire `retention` after the request was accepted, so memory
-//! stays bounded; a long-poll registered on an id wakes on its result.
+//! stays bounded (an event stamped more than a minute ahead of this
+//! gateway's clock counts as stamped now, so no entry outlives its
+//! retention); a long-poll registered on an id wakes on its result, also
+//! when the id was not known yet when the poll began.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -65,12 +68,33 @@ pub enum Applied {
     Duplicate,
 }
 
+struct KeyEntry {
+    id: RequestId,
+    /// [`verify_core::VerifyRequest::fingerprint`] of that request.
+    fingerprint: Option<String>,
+    expires_at_ms: u64,
+}
+
+/// What an `Idempotency-Key` already stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUse {
+    /// Not used within the retention window.
+    Unused,
+    /// Used for the same request: answer with its id.
+    Same(RequestId),
+    /// Used for another request (a different body).
+    Other(RequestId),
+}
+
+/// How far ahead of this gateway's clock an event may be stamped.
+const MAX_CLOCK_SKEW_MS: u64 = 60_000;
+
 pub struct Store {
     entries: DashMap<RequestId, Entry>,
     /// Long-polls waiting on an id; removed and woken by its first result.
     waiters: DashMap<RequestId, Arc<Notify>>,
-    /// `Idempotency-Key` -> the id it was first accepted as.
-    idempotency: DashMap<String, (RequestId, u64)>,
+    /// `Idempotency-Key` -> the request it was first accepted for.
+    idempotency: DashMap<String, KeyEntry>,
     retention: Duration,
     pending: AtomicI64,
 }
@@ -95,26 +119,51 @@ impl Store {
         (entry.expires_at_ms > now_ms()).then(|| entry.status.clone())
     }
 
-    /// The id an idempotency key was accepted as, within the retention window.
-    pub fn idempotent_id(&self, key: &str) -> Option<RequestId> {
-        let found = self.idempotency.get(key)?;
-        (found.1 > now_ms()).then_some(found.0)
+    /// What `key` stands for within the retention window, given the
+    /// fingerprint of the request now submitted with it.
+    pub fn idempotency_key(&self, key: &str, fingerprint: &str) -> KeyUse {
+        match self.idempotency.get(key) {
+            Some(found) if found.expires_at_ms > now_ms() => {
+                if found
+                    .fingerprint
+                    .as_deref()
+                    .is_none_or(|f| f == fingerprint)
+                {
+                    KeyUse::Same(found.id)
+                } else {
+                    KeyUse::Other(found.id)
+                }
+            }
+            _ => KeyUse::Unused,
+        }
     }
 
     /// Applies one lifecycle event; safe to call with duplicates and out of order.
     pub fn apply(&self, event: &Event) -> Applied {
-        let expires_at_ms = event.at_ms.saturating_add(self.retention_ms());
-        if expires_at_ms <= now_ms() {
+        let now = now_ms();
+        let at_ms = if event.at_ms > now + MAX_CLOCK_SKEW_MS {
+            now
+        } else {
+            event.at_ms
+        };
+        let expires_at_ms = at_ms.saturating_add(self.retention_ms());
+        if expires_at_ms <= now {
             return Applied::Ignored;
         }
         match &event.kind {
             EventKind::Accepted {
-                idempotency_key, ..
+                idempotency_key,
+                fingerprint,
+                ..
             } => {
                 if let Some(key) = idempotency_key {
                     self.idempotency
                         .entry(key.clone())
-                        .or_insert((event.id, expires_at_ms));
+                        .or_insert_with(|| KeyEntry {
+                            id: event.id,
+                            fingerprint: fingerprint.clone(),
+                            expires_at_ms,
+                        });
                 }
                 let mut inserted = false;
                 self.entries.entry(event.id).or_insert_with(|| {
@@ -132,7 +181,7 @@ impl Store {
                 }
             }
             EventKind::Completed { .. } | EventKind::Failed { .. } => {
-                let (status, outcome, submitted_at_ms) = terminal_status(event);
+                let (status, outcome, submitted_at_ms) = terminal_status(event, at_ms);
                 let applied = {
                     let mut entry = self.entries.entry(event.id).or_insert_with(|| {
                         // A result before (or without) its `accepted`: count
@@ -148,7 +197,7 @@ impl Store {
                         self.pending.fetch_sub(1, Ordering::Relaxed);
                         Applied::Finished {
                             outcome,
-                            latency_ms: event.at_ms.saturating_sub(submitted_at_ms),
+                            latency_ms: at_ms.saturating_sub(submitted_at_ms),
                         }
                     } else {
                         Applied::Duplicate
@@ -163,8 +212,10 @@ impl Store {
         }
     }
 
-    /// Waits until `id` leaves `pending`, `timeout` passes or `stop` resolves;
-    /// returns the status then (None: unknown or expired).
+    /// Waits until `id` has a result, `timeout` passes or `stop` resolves;
+    /// returns the status then (None: unknown or expired). An id not known
+    /// yet is waited for too: another gateway may have accepted it a moment
+    /// ago, and its `accepted` event (or its result) is on its way.
     pub async fn wait(
         &self,
         id: &RequestId,
@@ -178,7 +229,7 @@ impl Store {
             // Registered before the check, so a result landing in between still wakes us.
             notified.as_mut().enable();
             let status = self.get(id);
-            if matches!(status, Some(Status::Pending)) {
+            if status.as_ref().is_none_or(Status::is_pending) {
                 tokio::select! {
                     _ = notified => {}
                     _ = tokio::time::sleep(timeout) => {}
@@ -205,7 +256,7 @@ impl Store {
             }
             keep
         });
-        self.idempotency.retain(|_, (_, expires)| *expires > now);
+        self.idempotency.retain(|_, k| k.expires_at_ms > now);
         before - self.entries.len()
     }
 
@@ -222,7 +273,8 @@ impl Store {
     }
 }
 
-fn terminal_status(event: &Event) -> (Status, &'static str, u64) {
+/// The status a terminal event sets; `at_ms` is its (clamped) time.
+fn terminal_status(event: &Event, at_ms: u64) -> (Status, &'static str, u64) {
     match &event.kind {
         EventKind::Completed {
             valid,
@@ -237,7 +289,7 @@ fn terminal_status(event: &Event) -> (Status, &'static str, u64) {
                 key_id: key_id.clone(),
                 worker: event.source.clone(),
                 verify_micros: *verify_micros,
-                completed_at_ms: event.at_ms,
+                completed_at_ms: at_ms,
             },
             if *valid { "valid" } else { "invalid" },
             *submitted_at_ms,
@@ -249,7 +301,7 @@ fn terminal_status(event: &Event) -> (Status, &'static str, u64) {
             Status::Failed {
                 error: error.clone(),
                 worker: event.source.clone(),
-                completed_at_ms: event.at_ms,
+                completed_at_ms: at_ms,
             },
             "failed",
             *submitted_at_ms,
@@ -270,6 +322,7 @@ mod tests {
                 algorithm: Algorithm::DEFAULT,
                 key_id: None,
                 idempotency_key: Some("k".into()),
+                fingerprint: Some("f1".into()),
             },
         )
     }
@@ -309,7 +362,67 @@ mod tests {
         // A late `accepted` does not reset a finished request.
         assert_eq!(store.apply(&accepted(id)), Applied::Ignored);
         assert_eq!(store.pending(), 0);
-        assert_eq!(store.idempotent_id("k"), Some(id));
+        assert_eq!(store.idempotency_key("k", "f1"), KeyUse::Same(id));
+        assert_eq!(store.idempotency_key("k", "f2"), KeyUse::Other(id));
+        assert_eq!(store.idempotency_key("k2", "f1"), KeyUse::Unused);
+    }
+
+    #[test]
+    fn events_from_the_future_expire_like_events_of_now() {
+        let store = Store::new(Duration::from_secs(60));
+        let mut far = completed(RequestId::new(), true);
+        far.at_ms += 365 * 24 * 3600 * 1000;
+        store.apply(&far);
+        let entry = store.entries.get(&far.id).unwrap();
+        assert!(
+            entry.expires_at_ms <= now_ms() + 60_000,
+            "pinned until {}",
+            entry.expires_at_ms
+        );
+        // A little skew is kept as it is.
+        let mut near = completed(RequestId::new(), true);
+        near.at_ms += 30_000;
+        store.apply(&near);
+        assert_eq!(
+            store.entries.get(&near.id).unwrap().expires_at_ms,
+            near.at_ms + 60_000
+        );
+    }
+
+    #[tokio::test]
+    async fn a_long_poll_waits_for_an_id_it_does_not_know_yet() {
+        let store = Arc::new(Store::new(Duration::from_secs(60)));
+        let id = RequestId::new();
+        let waiter = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .wait(&id, Duration::from_secs(20), std::future::pending())
+                    .await
+            })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !store.waiters.contains_key(&id) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "waiter never registered"
+            );
+            tokio::task::yield_now().await;
+        }
+        store.apply(&completed(id, true));
+        assert!(matches!(
+            waiter.await.unwrap(),
+            Some(Status::Completed { valid: true, .. })
+        ));
+        // Unknown and never answered: None once the wait is over.
+        let unknown = store
+            .wait(
+                &RequestId::new(),
+                Duration::from_millis(20),
+                std::future::pending(),
+            )
+            .await;
+        assert_eq!(unknown, None);
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub async fn seed(args: Args) -> anyhow::Result<()> {
                 algorithm: Algorithm::DEFAULT,
                 key_id: None,
                 idempotency_key: None,
+                fingerprint: None,
             },
             EventKind::Completed {
                 valid: true,
@@ -84,7 +85,11 @@ pub async fn seed(args: Args) -> anyhow::Result<()> {
                     topology.events_stream.as_str().into(),
                     BasicPublishOptions::default(),
                     &Event::encode_batch(&batch),
-                    BasicProperties::default().with_delivery_mode(2),
+                    // Verdicts count only from a trusted broker user: sign
+                    // them as this connection's user, as a worker does.
+                    BasicProperties::default()
+                        .with_delivery_mode(2)
+                        .with_user_id(ShortString::from(broker::url_user(&args.amqp_url))),
                 )
                 .await?;
             batch.clear();

@@ -12,14 +12,15 @@ use metrics_exporter_prometheus::PrometheusHandle;
 pub const HEALTH_PATH: &str = "/healthz";
 pub const READY_PATH: &str = "/readyz";
 
-/// `/readyz` is 200 only while both broker connections are up.
+/// `/readyz` is 200 only while both broker connections are up and results
+/// can be published (the channel is open and the broker does not block it).
 pub fn router(consuming: Link<()>, results: Link<Publisher>, metrics: PrometheusHandle) -> Router {
     Router::new()
         .route(HEALTH_PATH, get(|| async { "ok" }))
         .route(
             READY_PATH,
             get(move || async move {
-                let ready = consuming.is_up() && results.is_up();
+                let ready = consuming.is_up() && results.current().is_some_and(|p| p.is_usable());
                 let code = if ready {
                     StatusCode::OK
                 } else {

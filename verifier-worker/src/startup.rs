@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use broker::{BatchLimits, BatchPublisher, Link, Publisher};
+use broker::{BatchLimits, BatchPublisher, Link};
 use tokio_util::sync::CancellationToken;
 use verify_core::{KeyRegistry, Verifier};
 
@@ -42,11 +42,7 @@ impl Worker {
             config.broker.amqp_url.clone(),
             format!("{identity} publish"),
             stop_publishing.clone(),
-            move |session| async move {
-                session.set_ready(Publisher::open(&session.connection, confirm_timeout).await?);
-                session.shutdown.cancelled().await;
-                Ok(())
-            },
+            move |session| broker::publisher::serve(session, confirm_timeout),
         );
         let handler = Handler {
             pool: VerifyPool::new(self.verifier, config.threads()),
@@ -59,6 +55,8 @@ impl Worker {
             ),
             topology,
             identity,
+            delivery_limit: config.delivery_limit,
+            retention: config.broker.result_retention,
         };
         let (consuming, consume_task) = consume::spawn(
             config.broker.amqp_url.clone(),

@@ -5,13 +5,19 @@
 //!   `failed` by a worker), appended to the events stream that every gateway
 //!   projects into its status store.
 //!
-//! Decoding is typed ([`DecodeError`]) so a worker can tell a poison message
-//! (dead-letter it) from a good one.
+//! A message is one item or a batch of them (a JSON array). Decoding is
+//! item by item ([`split_batch`], then [`VerifyRequest::decode_item`] /
+//! [`Event::decode_item`]): one unreadable item never spoils the others of
+//! its batch. Unknown fields are ignored, so a newer writer can add fields
+//! without breaking an older reader; an item of a newer version or an
+//! unknown event kind is an error for that item alone.
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
 use crate::{Algorithm, KeyId};
@@ -69,13 +75,72 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Why a message body could not be decoded.
+/// Why a message (or one item of it) could not be decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("malformed message: {0}")]
     Json(#[from] serde_json::Error),
     #[error("unsupported schema version {0} (this build reads {SCHEMA_VERSION})")]
     UnsupportedVersion(u32),
+}
+
+impl DecodeError {
+    /// A stable label (metrics, dead-letter headers).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::Json(_) => "malformed",
+            DecodeError::UnsupportedVersion(_) => "unsupported_version",
+        }
+    }
+}
+
+/// Splits a message into its items: the elements of a JSON array, or the
+/// message itself when it is a single JSON value. Only a body that is not
+/// JSON at all fails here; each item is decoded on its own afterwards.
+pub fn split_batch(bytes: &[u8]) -> Result<Vec<&RawValue>, DecodeError> {
+    Ok(match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => serde_json::from_slice(bytes)?,
+        _ => vec![serde_json::from_slice(bytes)?],
+    })
+}
+
+/// Joins items (as [`split_batch`] gave them) into one batch message.
+pub fn join_batch<'a>(items: impl IntoIterator<Item = &'a RawValue>) -> Vec<u8> {
+    let mut body = vec![b'['];
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item.get().as_bytes());
+    }
+    body.push(b']');
+    body
+}
+
+/// The fields every item carries, read without the rest: enough to name
+/// the request an unreadable item was about, and to check its version.
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(default)]
+    v: Option<u32>,
+    #[serde(default)]
+    id: Option<String>,
+}
+
+impl Probe {
+    fn of(raw: &RawValue) -> Option<Probe> {
+        serde_json::from_str(raw.get()).ok()
+    }
+}
+
+/// A request-queue item a worker cannot read.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct UnreadableRequest {
+    /// The request's id, when at least that much could be read (its client
+    /// is then answered `failed`).
+    pub id: Option<RequestId>,
+    pub error: DecodeError,
 }
 
 /// A request to verify one signature, published by a gateway.
@@ -166,42 +231,40 @@ impl VerifyRequest {
         Ok(request)
     }
 
-    /// Decodes one request-queue message: a batch (a JSON array, what a
-    /// gateway sends under load) or a single request. All or nothing: a
-    /// message with one bad element is undecodable as a whole.
-    pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Self>, DecodeError> {
-        decode_array_or_one(bytes)
+    /// Decodes one item of a request-queue message (see [`split_batch`]).
+    pub fn decode_item(raw: &RawValue) -> Result<Self, UnreadableRequest> {
+        let probe = Probe::of(raw);
+        let id = probe
+            .as_ref()
+            .and_then(|p| p.id.as_deref())
+            .and_then(|id| RequestId::parse(id).ok());
+        let unreadable = |error| UnreadableRequest { id, error };
+        if let Some(v) = probe.and_then(|p| p.v) {
+            check_version(v).map_err(unreadable)?;
+        }
+        let request: VerifyRequest =
+            serde_json::from_str(raw.get()).map_err(|e| unreadable(e.into()))?;
+        check_version(request.v).map_err(unreadable)?;
+        Ok(request)
     }
-}
 
-/// Decodes a JSON array of `T`, or a single `T`, checking every version.
-fn decode_array_or_one<T>(bytes: &[u8]) -> Result<Vec<T>, DecodeError>
-where
-    T: serde::de::DeserializeOwned + Versioned,
-{
-    let items: Vec<T> = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'[') => serde_json::from_slice(bytes)?,
-        _ => vec![serde_json::from_slice(bytes)?],
-    };
-    for item in &items {
-        check_version(item.version())?;
-    }
-    Ok(items)
-}
-
-trait Versioned {
-    fn version(&self) -> u32;
-}
-
-impl Versioned for VerifyRequest {
-    fn version(&self) -> u32 {
-        self.v
-    }
-}
-
-impl Versioned for Event {
-    fn version(&self) -> u32 {
-        self.v
+    /// A digest of what was asked (document, signature, algorithm, key):
+    /// two submissions with the same fingerprint ask the same question.
+    /// Idempotency keys are bound to it.
+    pub fn fingerprint(&self) -> String {
+        let mut hash = Sha256::new();
+        for part in [
+            self.algorithm.name().as_bytes(),
+            self.key_id
+                .as_ref()
+                .map_or(&b""[..], |k| k.as_str().as_bytes()),
+            &self.signature,
+            &self.document,
+        ] {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part);
+        }
+        hex::encode(hash.finalize())
     }
 }
 
@@ -244,6 +307,10 @@ pub enum EventKind {
         /// The client's `Idempotency-Key`, so every gateway can dedupe retries.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         idempotency_key: Option<String>,
+        /// [`VerifyRequest::fingerprint`], so every gateway can tell a retry
+        /// (same key, same request) from a reused key (same key, other request).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fingerprint: Option<String>,
     },
     /// A worker checked the signature.
     #[serde(rename_all = "camelCase")]
@@ -256,7 +323,8 @@ pub enum EventKind {
         /// When the gateway submitted the request (for end-to-end latency).
         submitted_at_ms: u64,
     },
-    /// A worker could not check the signature (unknown key, disabled algorithm).
+    /// A worker could not check the signature (unknown key, disabled
+    /// algorithm, unreadable request, delivery limit reached).
     #[serde(rename_all = "camelCase")]
     Failed {
         error: ErrorBody,
@@ -296,9 +364,24 @@ impl Event {
         serde_json::to_vec(events).expect("Events always serialize")
     }
 
-    /// Decodes one stream message: a batch (array) or a single event.
-    pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Self>, DecodeError> {
-        decode_array_or_one(bytes)
+    /// Decodes one item of a stream message (see [`split_batch`]). An event
+    /// of a newer version or of a kind this build does not know is an error
+    /// for this item alone; unknown fields are ignored.
+    pub fn decode_item(raw: &RawValue) -> Result<Self, DecodeError> {
+        if let Some(v) = Probe::of(raw).and_then(|p| p.v) {
+            check_version(v)?;
+        }
+        let event: Event = serde_json::from_str(raw.get())?;
+        check_version(event.v)?;
+        Ok(event)
+    }
+
+    /// Decodes every item of a stream message, each on its own.
+    pub fn decode_items(bytes: &[u8]) -> Result<Vec<Result<Self, DecodeError>>, DecodeError> {
+        Ok(split_batch(bytes)?
+            .into_iter()
+            .map(Event::decode_item)
+            .collect())
     }
 
     /// `completed` and `failed` end a request; the first one seen wins.
@@ -376,15 +459,14 @@ mod tests {
         assert!(encoded.contains(r#""documentText":"héllo""#), "{encoded}");
         assert_eq!(VerifyRequest::decode(encoded.as_bytes()).unwrap(), text);
         let batch = format!("[{encoded},{encoded}]");
-        assert_eq!(
-            VerifyRequest::decode_batch(batch.as_bytes()).unwrap(),
-            [text.clone(), text.clone()]
-        );
-        assert_eq!(
-            VerifyRequest::decode_batch(encoded.as_bytes()).unwrap(),
-            std::slice::from_ref(&text)
-        );
-        assert!(VerifyRequest::decode_batch(format!("[{encoded},1]").as_bytes()).is_err());
+        let decoded: Vec<_> = split_batch(batch.as_bytes())
+            .unwrap()
+            .into_iter()
+            .map(|raw| VerifyRequest::decode_item(raw).unwrap())
+            .collect();
+        assert_eq!(decoded, [text.clone(), text.clone()]);
+        let single = split_batch(encoded.as_bytes()).unwrap();
+        assert_eq!(VerifyRequest::decode_item(single[0]).unwrap(), text);
         let both = encoded.replace(
             r#""documentText":"héllo""#,
             r#""documentText":"a","document":"YQ==""#,
@@ -411,6 +493,7 @@ mod tests {
                 algorithm: Algorithm::DEFAULT,
                 key_id: None,
                 idempotency_key: Some("abc".into()),
+                fingerprint: Some("00ff".into()),
             },
             EventKind::Completed {
                 valid: true,
@@ -430,14 +513,105 @@ mod tests {
         ] {
             let event = Event::new(id, "test", kind);
             assert_eq!(Event::decode(&event.encode()).unwrap(), event);
-            let single = Event::decode_batch(&event.encode()).unwrap();
+            let single = Event::decode_items(&event.encode()).unwrap();
             assert_eq!(single.len(), 1);
-            assert_eq!(single[0], event);
+            assert_eq!(single[0].as_ref().unwrap(), &event);
             let batch = [event.clone(), event.clone()];
-            assert_eq!(
-                Event::decode_batch(&Event::encode_batch(&batch)).unwrap(),
-                batch
-            );
+            let decoded: Vec<Event> = Event::decode_items(&Event::encode_batch(&batch))
+                .unwrap()
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(decoded, batch);
+        }
+    }
+
+    #[test]
+    fn one_unreadable_item_spoils_only_itself() {
+        let good = VerifyRequest {
+            v: SCHEMA_VERSION,
+            id: RequestId::new(),
+            document: b"doc".to_vec(),
+            signature: vec![1, 2],
+            algorithm: Algorithm::DEFAULT,
+            key_id: None,
+            submitted_at_ms: 7,
+        };
+        let bad_id = RequestId::new();
+        let good_json = String::from_utf8(good.encode()).unwrap();
+        // Unknown fields are ignored; a bad signature, a newer version and
+        // an item with no id are unreadable, each on its own.
+        let with_extra = good_json.replacen('{', r#"{"addedLater":[1,2],"#, 1);
+        let message = format!(
+            r#"[{good_json},{{"v":1,"id":"{bad_id}","signature":"zz"}},{with_extra},{{"v":9,"id":"{bad_id}"}},42]"#
+        );
+        let items = split_batch(message.as_bytes()).unwrap();
+        let decoded: Vec<_> = items
+            .iter()
+            .map(|r| VerifyRequest::decode_item(r))
+            .collect();
+        assert_eq!(decoded[0].as_ref().unwrap(), &good);
+        assert_eq!(decoded[1].as_ref().unwrap_err().id, Some(bad_id));
+        assert_eq!(decoded[2].as_ref().unwrap(), &good);
+        let newer = decoded[3].as_ref().unwrap_err();
+        assert_eq!(newer.id, Some(bad_id));
+        assert!(matches!(newer.error, DecodeError::UnsupportedVersion(9)));
+        assert_eq!(decoded[4].as_ref().unwrap_err().id, None);
+        // The readable items re-join into a message that decodes the same.
+        let rejoined = join_batch([items[0], items[2]]);
+        let again = split_batch(&rejoined).unwrap();
+        assert_eq!(VerifyRequest::decode_item(again[1]).unwrap(), good);
+        assert!(split_batch(b"not json").is_err());
+    }
+
+    #[test]
+    fn unknown_event_kinds_and_newer_versions_are_skipped_alone() {
+        let id = RequestId::new();
+        let known = Event::new(id, "w", EventKind::Checkpoint);
+        let known_json = String::from_utf8(known.encode()).unwrap();
+        let message = format!(
+            r#"[{{"v":1,"id":"{id}","atMs":1,"source":"w","kind":{{"deadLettered":{{"reason":"x"}}}}}},{{"v":2,"id":"{id}","atMs":1,"source":"w","kind":"checkpoint"}},{known_json}]"#
+        );
+        let items = Event::decode_items(message.as_bytes()).unwrap();
+        assert!(matches!(items[0], Err(DecodeError::Json(_))));
+        assert!(matches!(items[1], Err(DecodeError::UnsupportedVersion(2))));
+        assert_eq!(items[2].as_ref().unwrap(), &known);
+    }
+
+    #[test]
+    fn fingerprints_tell_requests_apart() {
+        let a = VerifyRequest {
+            v: SCHEMA_VERSION,
+            id: RequestId::new(),
+            document: b"doc".to_vec(),
+            signature: vec![1, 2],
+            algorithm: Algorithm::DEFAULT,
+            key_id: None,
+            submitted_at_ms: 7,
+        };
+        // The id and the time are not part of the question asked.
+        let same = VerifyRequest {
+            id: RequestId::new(),
+            submitted_at_ms: 8,
+            ..a.clone()
+        };
+        assert_eq!(a.fingerprint(), same.fingerprint());
+        let other_doc = VerifyRequest {
+            document: b"doc!".to_vec(),
+            ..a.clone()
+        };
+        let other_key = VerifyRequest {
+            key_id: Some(KeyId::new("k")),
+            ..a.clone()
+        };
+        // Length prefixes: moving a byte from one field to the next differs.
+        let shifted = VerifyRequest {
+            signature: vec![1],
+            document: b"\x02doc".to_vec(),
+            ..a.clone()
+        };
+        for other in [other_doc, other_key, shifted] {
+            assert_ne!(a.fingerprint(), other.fingerprint());
         }
     }
 

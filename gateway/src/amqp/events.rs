@@ -6,12 +6,20 @@
 //! nothing is skipped. It appends a checkpoint event when it starts reading
 //! and reports ready only once it has read that checkpoint back: everything
 //! before it has been applied.
+//!
+//! Trust: a `completed` / `failed` event counts only when the broker-validated
+//! `user_id` of its message is one of the trusted result publishers (the
+//! workers' broker user). Anything else is dropped, counted in
+//! `gateway_events_rejected_total{reason}` and logged once per source. Items
+//! are read one by one: an unreadable item (an unknown kind, a newer
+//! version) is skipped alone, never the rest of its message.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use broker::{Link, Publisher};
+use broker::{Link, Publisher, SessionError};
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
@@ -27,16 +35,67 @@ pub struct Projection {
     link: Link<()>,
 }
 
+/// Who may write verdicts, and which rejected sources were already logged.
+pub struct Trust {
+    publishers: HashSet<String>,
+    logged: Mutex<HashSet<String>>,
+}
+
+/// Distinct rejected sources logged at most (then only counted).
+const MAX_LOGGED_SOURCES: usize = 1024;
+
+impl Trust {
+    pub fn new(publishers: impl IntoIterator<Item = String>) -> Self {
+        Trust {
+            publishers: publishers.into_iter().collect(),
+            logged: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Whether `event`, published by broker user `user_id`, may be applied.
+    fn admits(&self, event: &Event, user_id: Option<&str>) -> bool {
+        !event.is_terminal() || user_id.is_some_and(|u| self.publishers.contains(u))
+    }
+
+    /// Counts a dropped item; logs the first one from each source and reason.
+    fn reject(&self, reason: &'static str, source: &str, detail: &dyn std::fmt::Display) {
+        metrics::counter!("gateway_events_rejected_total", "reason" => reason).increment(1);
+        let first = {
+            let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
+            logged.len() < MAX_LOGGED_SOURCES && logged.insert(format!("{reason} {source}"))
+        };
+        if first {
+            tracing::warn!(reason, source, %detail, "dropping events from this source (logged once)");
+        }
+    }
+}
+
+/// Where the projection reads from and how.
+pub struct Source {
+    pub url: String,
+    pub topology: Arc<Topology>,
+    pub settings: broker::QueueSettings,
+    /// Stream deliveries in flight to this gateway.
+    pub prefetch: u16,
+    pub identity: Arc<str>,
+}
+
 impl Projection {
+    /// Starts projecting the stream of `source` into `store`, believing
+    /// verdicts only as far as `trust` allows.
     pub fn spawn(
-        url: String,
-        topology: Arc<Topology>,
-        settings: broker::QueueSettings,
-        prefetch: u16,
+        source: Source,
         store: Arc<Store>,
-        identity: Arc<str>,
+        trust: Arc<Trust>,
         shutdown: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
+        let Source {
+            url,
+            topology,
+            settings,
+            prefetch,
+            identity,
+        } = source;
         let started_at_ms = verify_core::now_ms();
         // -1: nothing read yet, replay by timestamp.
         let last_offset = Arc::new(AtomicI64::new(-1));
@@ -50,6 +109,7 @@ impl Projection {
                 let store = store.clone();
                 let identity = identity.clone();
                 let last_offset = last_offset.clone();
+                let trust = trust.clone();
                 async move {
                     broker::declare_topology(&session.connection, &topology, &settings).await?;
                     let channel = session.connection.create_channel().await?;
@@ -80,8 +140,12 @@ impl Projection {
 
                     // Our checkpoint: when it comes back, the replay is done.
                     let checkpoint = RequestId::new();
-                    let marker =
-                        Publisher::open(&session.connection, Duration::from_secs(10)).await?;
+                    let marker = Publisher::open(
+                        &session.connection,
+                        &session.user,
+                        Duration::from_secs(10),
+                    )
+                    .await?;
                     marker
                         .publish(
                             &topology.events_stream,
@@ -100,36 +164,56 @@ impl Projection {
                             _ = session.shutdown.cancelled() => return Ok(()),
                         };
                         let Some(delivery) = delivery else {
-                            return Err("events consumer cancelled by the broker".into());
+                            return Err(SessionError::Ended(
+                                "events consumer cancelled by the broker",
+                            ));
                         };
                         let delivery = delivery?;
                         if let Some(offset) = stream_offset(&delivery.properties) {
                             last_offset.store(offset, Ordering::Relaxed);
                         }
-                        match Event::decode_batch(&delivery.data) {
-                            Ok(events) => {
-                                for event in &events {
-                                    if event.id == checkpoint && !caught_up {
-                                        caught_up = true;
-                                        tracing::info!(
-                                            events = replayed,
-                                            elapsed_ms =
-                                                replay_started.elapsed().as_millis() as u64,
-                                            entries = store.len(),
-                                            "events stream caught up"
-                                        );
-                                        metrics::gauge!("gateway_replay_seconds")
-                                            .set(replay_started.elapsed().as_secs_f64());
-                                        session.set_ready(());
-                                    }
-                                    replayed += 1;
-                                    record(store.apply(event), event.at_ms >= started_at_ms);
-                                }
-                            }
+                        let user_id = delivery.properties.user_id().as_ref().map(|u| u.as_str());
+                        let source = user_id.unwrap_or("(no user_id)");
+                        let items = match Event::decode_items(&delivery.data) {
+                            Ok(items) => items,
                             Err(e) => {
-                                metrics::counter!("gateway_events_undecodable_total").increment(1);
-                                tracing::warn!(error = %e, "skipping an undecodable event");
+                                trust.reject("malformed", source, &e);
+                                Vec::new()
                             }
+                        };
+                        for item in items {
+                            let event = match item {
+                                Ok(event) => event,
+                                Err(e) => {
+                                    trust.reject(e.reason(), source, &e);
+                                    continue;
+                                }
+                            };
+                            if event.id == checkpoint && !caught_up {
+                                caught_up = true;
+                                tracing::info!(
+                                    events = replayed,
+                                    elapsed_ms = replay_started.elapsed().as_millis() as u64,
+                                    entries = store.len(),
+                                    "events stream caught up"
+                                );
+                                metrics::gauge!("gateway_replay_seconds")
+                                    .set(replay_started.elapsed().as_secs_f64());
+                                session.set_ready(());
+                            }
+                            replayed += 1;
+                            if !trust.admits(&event, user_id) {
+                                trust.reject(
+                                    "untrusted_publisher",
+                                    source,
+                                    &format_args!(
+                                        "a verdict for {} from a user not in RESULT_PUBLISHERS",
+                                        event.id
+                                    ),
+                                );
+                                continue;
+                            }
+                            record(store.apply(&event), event.at_ms >= started_at_ms);
                         }
                         // The last few deliveries may stay unacked while the stream
                         // is idle; ACK_BATCH < prefetch, so credit never runs out.

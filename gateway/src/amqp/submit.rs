@@ -1,5 +1,7 @@
-//! Publishing a request. Invariant: 202 only after the broker confirmed the
+//! Publishing a request. Invariants: 202 only after the broker confirmed the
 //! request message (durable queue, persistent message); any doubt is a 503.
+//! Nothing says a request exists before that confirm: its `accepted` event
+//! is published only afterwards, so a refused request leaves no trace.
 
 use std::sync::Arc;
 
@@ -55,10 +57,7 @@ impl Submitter {
                 let settings = settings.clone();
                 async move {
                     broker::declare_topology(&session.connection, &topology, &settings).await?;
-                    let publisher = Publisher::open(&session.connection, confirm_timeout).await?;
-                    session.set_ready(publisher);
-                    session.shutdown.cancelled().await;
-                    Ok(())
+                    broker::publisher::serve(session, confirm_timeout).await
                 }
             },
         );
@@ -89,42 +88,49 @@ impl Submitter {
         self.link.current().is_some_and(|p| p.is_usable())
     }
 
-    /// Publishes the request and appends its `accepted` event, both
-    /// confirmed, in parallel (one confirm round trip, not two). Under load
-    /// the request travels in a batch with others; it is confirmed (or
-    /// refused) with its batch.
+    /// Publishes the request (its encoded form); once the broker has
+    /// confirmed it, appends its `accepted` event. Under load the request
+    /// travels in a batch with others and is confirmed (or refused) with it.
+    /// The event is not awaited: the request is safe once confirmed, and
+    /// the event only tells the other gateways about it early (without it
+    /// they learn of the id from its verdict). Returns the event, for this
+    /// gateway's own store.
     pub async fn submit(
         &self,
         request: &VerifyRequest,
-        idempotency_key: Option<String>,
-    ) -> Result<(), SubmitError> {
+        encoded: Vec<u8>,
+        idempotency: Option<(String, String)>,
+    ) -> Result<Event, SubmitError> {
         if self.link.current().is_none() {
             return Err(SubmitError::Disconnected);
         }
-        let accepted = Event::new(
-            request.id,
-            &self.identity,
-            EventKind::Accepted {
-                algorithm: request.algorithm,
-                key_id: request.key_id.clone(),
-                idempotency_key,
-            },
-        );
-        let (request_sent, event_sent) = tokio::join!(
-            self.requests.publish(request.encode()),
-            self.events.publish(accepted.encode()),
-        );
-        match request_sent {
+        match self.requests.publish(encoded).await {
             Ok(()) => {}
             Err(PublishError::Nacked) => return Err(SubmitError::QueueFull),
             Err(PublishError::Disconnected) => return Err(SubmitError::Disconnected),
             Err(e) => return Err(SubmitError::Broker(e)),
         }
-        if let Err(e) = event_sent {
-            // The request itself is persisted and will be verified; only
-            // other gateways learn of it later (from its result).
-            tracing::warn!(id = %request.id, error = %e, "accepted event not confirmed");
-        }
-        Ok(())
+        let (idempotency_key, fingerprint) = idempotency.unzip();
+        let accepted = Event {
+            at_ms: request.submitted_at_ms,
+            ..Event::new(
+                request.id,
+                &self.identity,
+                EventKind::Accepted {
+                    algorithm: request.algorithm,
+                    key_id: request.key_id.clone(),
+                    idempotency_key,
+                    fingerprint,
+                },
+            )
+        };
+        let events = self.events.clone();
+        let (id, encoded) = (accepted.id, accepted.encode());
+        tokio::spawn(async move {
+            if let Err(e) = events.publish(encoded).await {
+                tracing::warn!(%id, error = %e, "accepted event not confirmed");
+            }
+        });
+        Ok(accepted)
     }
 }

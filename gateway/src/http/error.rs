@@ -19,6 +19,12 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("the request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("the request message would be {size} bytes, more than the broker takes ({limit}); send a smaller document")]
+    MessageTooLarge { size: usize, limit: usize },
+    #[error("a request with this Idempotency-Key is still being submitted; retry after {RETRY_AFTER_SECS} s")]
+    IdempotencyConflict,
+    #[error("this Idempotency-Key was used for another request (a different body) within the retention time")]
+    IdempotencyKeyReused,
     #[error("no request with this id (unknown, or expired after the retention time)")]
     NotFound,
     /// 503: nothing was accepted; retry after `Retry-After`.
@@ -40,8 +46,12 @@ impl ApiError {
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
-            ApiError::PayloadTooLarge { .. } => {
+            ApiError::PayloadTooLarge { .. } | ApiError::MessageTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
+            ApiError::IdempotencyConflict => (StatusCode::CONFLICT, "idempotency_conflict"),
+            ApiError::IdempotencyKeyReused => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
             }
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
@@ -56,7 +66,7 @@ impl IntoResponse for ApiError {
             "error": ErrorBody { code: code.to_owned(), message: self.to_string() }
         });
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::CONFLICT {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));

@@ -19,7 +19,8 @@ use super::error::{ApiError, RETRY_AFTER_SECS};
 use super::submit;
 use crate::amqp::events::Projection;
 use crate::amqp::submit::{SubmitError, Submitter};
-use crate::store::{Status, Store};
+use crate::idempotency::KeyLocks;
+use crate::store::{KeyUse, Status, Store};
 
 /// Health paths (compose.yaml's health checks use them; a test holds the two together).
 pub const HEALTH_PATH: &str = "/healthz";
@@ -36,6 +37,12 @@ pub struct AppState {
     pub projection: Arc<Projection>,
     pub docs_dir: Option<PathBuf>,
     pub body_limit: usize,
+    /// Largest request message the broker takes.
+    pub max_message_bytes: usize,
+    /// Idempotency keys whose first request is in flight here.
+    pub idempotency: Arc<KeyLocks>,
+    /// Longest a POST waits for another with its key (then 409).
+    pub idempotency_wait: Duration,
     /// Cancelled at shutdown: long-polls answer at once.
     pub shutdown: CancellationToken,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
@@ -95,33 +102,39 @@ async fn submit(
                 })
         })
         .transpose()?;
-    if let Some(id) = idempotency_key
-        .as_deref()
-        .and_then(|k| state.store.idempotent_id(k))
-    {
-        return Ok(accepted(id));
-    }
 
     let request = submit::parse(&body, state.docs_dir.as_deref(), state.body_limit).await?;
-    match state
-        .submitter
-        .submit(&request, idempotency_key.clone())
-        .await
-    {
-        Ok(()) => {
+    drop(body);
+    let encoded = request.encode();
+    if encoded.len() > state.max_message_bytes {
+        return Err(ApiError::MessageTooLarge {
+            size: encoded.len(),
+            limit: state.max_message_bytes,
+        });
+    }
+    // One request per key in flight on this gateway; the others wait for it.
+    let (_key_guard, idempotency) = match idempotency_key {
+        None => (None, None),
+        Some(key) => {
+            let guard = state
+                .idempotency
+                .lock(&key, state.idempotency_wait)
+                .await
+                .ok_or(ApiError::IdempotencyConflict)?;
+            let fingerprint = request.fingerprint();
+            match state.store.idempotency_key(&key, &fingerprint) {
+                KeyUse::Same(id) => return Ok(accepted(id)),
+                KeyUse::Other(_) => return Err(ApiError::IdempotencyKeyReused),
+                KeyUse::Unused => (Some(guard), Some((key, fingerprint))),
+            }
+        }
+    };
+    match state.submitter.submit(&request, encoded, idempotency).await {
+        Ok(event) => {
             metrics::counter!("gateway_accepted_total").increment(1);
-            // Read-your-write: this gateway knows the id before the stream echoes it.
-            state.store.apply(&verify_core::Event {
-                v: verify_core::SCHEMA_VERSION,
-                id: request.id,
-                at_ms: request.submitted_at_ms,
-                source: String::new(),
-                kind: verify_core::EventKind::Accepted {
-                    algorithm: request.algorithm,
-                    key_id: request.key_id.clone(),
-                    idempotency_key,
-                },
-            });
+            // Read-your-write: this gateway knows the id (and the key) before
+            // the stream echoes the event.
+            state.store.apply(&event);
             Ok(accepted(request.id))
         }
         Err(e) => {
