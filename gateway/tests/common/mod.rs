@@ -7,9 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lapin::options::{BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::options::{
+    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
 use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::signature::{SignatureEncoding, Signer};
@@ -229,28 +232,50 @@ impl TestEnv {
 
     /// Publishes raw bytes to this test's request queue (to inject poison).
     pub async fn publish_raw(&self, body: &[u8]) {
-        let conn = Connection::connect(AMQP_URL, ConnectionProperties::default())
+        let properties = BasicProperties::default().with_delivery_mode(2);
+        publish_to(&self.amqp_url, &self.queue, body, properties)
+            .await
+            .unwrap();
+    }
+
+    /// Deletes a queue of this test (to make publishing to it fail).
+    pub async fn delete_queue(&self, queue: &str) {
+        let conn = Connection::connect(&self.amqp_url, ConnectionProperties::default())
             .await
             .unwrap();
         let channel = conn.create_channel().await.unwrap();
         channel
-            .basic_publish(
-                "".into(),
-                self.queue.as_str().into(),
-                BasicPublishOptions::default(),
-                body,
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .unwrap()
+            .queue_delete(queue.into(), QueueDeleteOptions::default())
             .await
             .unwrap();
         let _ = conn.close(200, "done".into()).await;
     }
 
+    /// Messages waiting in this test's dead-letter queue: headers and body.
+    /// They are read without being acked, so they stay in the queue.
+    pub async fn dead_letters(&self) -> Vec<(FieldTable, Vec<u8>)> {
+        let conn = Connection::connect(&self.amqp_url, ConnectionProperties::default())
+            .await
+            .unwrap();
+        let channel = conn.create_channel().await.unwrap();
+        let dead = format!("{}.dead", self.queue);
+        let mut found = Vec::new();
+        while let Some(message) = channel
+            .basic_get(dead.as_str().into(), BasicGetOptions { no_ack: false })
+            .await
+            .unwrap()
+        {
+            let headers = message.properties.headers().clone().unwrap_or_default();
+            found.push((headers, message.data.clone()));
+        }
+        // Closing the channel returns every unacked message to the queue.
+        let _ = conn.close(200, "done".into()).await;
+        found
+    }
+
     /// Number of messages ready in a queue of this test.
     pub async fn queue_depth(&self, queue: &str) -> u32 {
-        let conn = Connection::connect(AMQP_URL, ConnectionProperties::default())
+        let conn = Connection::connect(&self.amqp_url, ConnectionProperties::default())
             .await
             .unwrap();
         let channel = conn.create_channel().await.unwrap();
@@ -515,5 +540,143 @@ pub async fn wait_status(
             "{url} not {status} within {timeout:?} (last {got:?})"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Publishes `body` to `queue` (default exchange) over `url`, confirmed;
+/// `Err` with the broker's words if it refused it (a nack, a closed channel).
+pub async fn publish_to(
+    url: &str,
+    queue: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Result<(), String> {
+    let conn = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = async {
+        let channel = conn.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let confirm = channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await?
+            .await?;
+        lapin::Result::Ok(confirm)
+    }
+    .await;
+    let _ = conn.close(200, "done".into()).await;
+    match result {
+        Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(()),
+        Ok(other) => Err(format!("{other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Message headers from `(name, value)` pairs (strings or numbers).
+pub fn headers(entries: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (k, v) in entries {
+        table.insert(ShortString::from(*k), v.clone());
+    }
+    table
+}
+
+/// A header's text, if it is a string.
+pub fn header_text(headers: &FieldTable, name: &str) -> Option<String> {
+    match headers.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+pub fn text_header(value: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(value))
+}
+
+/// A request as a gateway puts it on the wire (for tests that inject
+/// requests the way a gateway would, with an id they know in advance).
+pub fn wire_request(id: &str, document: &str, hex_signature: &str, submitted_at_ms: u64) -> Value {
+    json!({
+        "v": 1,
+        "id": id,
+        "documentText": document,
+        "signature": hex_signature,
+        "algorithm": "SHA256withRSA",
+        "keyId": null,
+        "submittedAtMs": submitted_at_ms,
+    })
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Waits (bounded) until `check` holds; panics with `what` otherwise.
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A broker user of the shared broker for one test (created with
+/// rabbitmqctl, full permissions on `/`), deleted when dropped.
+pub struct BrokerUser {
+    pub name: String,
+    pub password: String,
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let out = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl must be installed beside the broker");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl BrokerUser {
+    pub fn create(role: &str) -> Self {
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..10];
+        let user = BrokerUser {
+            name: format!("test-{role}-{suffix}"),
+            password: uuid::Uuid::new_v4().simple().to_string(),
+        };
+        rabbitmqctl(&["add_user", &user.name, &user.password]);
+        rabbitmqctl(&["set_permissions", "-p", "/", &user.name, ".*", ".*", ".*"]);
+        user
+    }
+
+    /// An AMQP URL for this user on the shared broker.
+    pub fn url(&self) -> String {
+        format!("amqp://{}:{}@127.0.0.1:5672/%2f", self.name, self.password)
+    }
+}
+
+impl Drop for BrokerUser {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_user", &self.name])
+            .output();
     }
 }
