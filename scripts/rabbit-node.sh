@@ -5,6 +5,9 @@
 #
 #   scripts/rabbit-node.sh start NAME PORT [ERL_ARGS]   # data in run/rabbit-NAME
 #   scripts/rabbit-node.sh stop NAME
+#
+# RABBIT_EXTRA_CONF: lines appended to the node's rabbitmq.conf (e.g.
+# "max_message_size = 65536").
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cmd=${1:?start|stop} name=${2:?node name}
@@ -20,6 +23,7 @@ case $cmd in
     mkdir -p "$base/mnesia" "$base/log"
     echo '[].' > "$base/enabled_plugins"
     printf 'listeners.tcp.default = 127.0.0.1:%s\n' "$port" > "$base/rabbitmq.conf"
+    [ -n "${RABBIT_EXTRA_CONF:-}" ] && printf '%s\n' "$RABBIT_EXTRA_CONF" >> "$base/rabbitmq.conf"
     echo '[].' > "$base/advanced.config"
     # Debian's rabbitmq-server drops root privileges to the rabbitmq user.
     if [ "$(id -u)" -eq 0 ] && id rabbitmq >/dev/null 2>&1; then

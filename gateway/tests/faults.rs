@@ -115,6 +115,9 @@ async fn broker_restart_503_then_recovery_and_nothing_lost() {
     broker.down();
     let readyz = format!("{}/readyz", gw.base);
     wait_status(&gw.http, &readyz, 503, Duration::from_secs(15)).await;
+    // The worker cannot publish results either, and says so.
+    let worker_readyz = format!("http://127.0.0.1:{worker_port}/readyz");
+    wait_status(&gw.http, &worker_readyz, 503, Duration::from_secs(15)).await;
     let (status, headers, json) = gw.post_json(&body_for(&signer, "while down", false)).await;
     assert_eq!(status, 503, "{json}");
     assert_eq!(headers["retry-after"], "1");
@@ -233,4 +236,79 @@ async fn an_idempotency_key_returns_the_first_id_on_any_gateway() {
         (status, json["error"]["code"].as_str()),
         (400, Some("invalid_idempotency_key"))
     );
+}
+
+#[tokio::test]
+async fn a_channel_the_broker_closes_is_reopened() {
+    // A broker that takes messages of 64 KiB at most, and a gateway that
+    // believes it takes more: the oversized request closes the publishing
+    // channel (PRECONDITION_FAILED) while the connection lives on.
+    let broker = PrivateBroker::start_with_conf("max_message_size = 65536");
+    let env = TestEnv::with_broker(broker.url());
+    let _worker = env.worker("worker", &[]);
+    let gw = env.gateway(&[]).await;
+    let signer = Signer2048::new();
+    let big = "x".repeat(100_000);
+    let (status, _, json) = gw.post_json(&body_for(&signer, &big, false)).await;
+    assert_eq!(status, 503, "{json}");
+    assert_eq!(json["error"]["code"], "broker_unavailable", "{json}");
+
+    // The gateway opens a new channel by itself and goes on accepting.
+    let readyz = format!("{}/readyz", gw.base);
+    wait_status(&gw.http, &readyz, 200, Duration::from_secs(10)).await;
+    let id = gw.submit(&body_for(&signer, "small enough", false)).await;
+    assert_eq!(gw.result(&id, Duration::from_secs(20)).await["valid"], true);
+    let log = env.log(&gw.proc.name);
+    assert!(log.contains("closed the publishing channel"), "{log}");
+
+    // Told the broker's limit, it refuses such a document itself: 413.
+    let careful = env.gateway(&[("MAX_MESSAGE_BYTES", "65536".into())]).await;
+    let (status, _, json) = careful.post_json(&body_for(&signer, &big, false)).await;
+    assert_eq!(status, 413, "{json}");
+    assert_eq!(json["error"]["code"], "payload_too_large");
+    assert_eq!(
+        env.queue_depth(&env.queue).await,
+        0,
+        "nothing was published"
+    );
+}
+
+#[tokio::test]
+async fn a_broker_alarm_pauses_the_worker_instead_of_spinning() {
+    let broker = PrivateBroker::start();
+    let env = TestEnv::with_broker(broker.url());
+    let gw = env.gateway(&[]).await;
+    let signer = Signer2048::new();
+    let bodies: Vec<Value> = (0..20)
+        .map(|i| body_for(&signer, &format!("held {i}"), i % 5 == 0))
+        .collect();
+    let ids = submit_all(&gw, &bodies, 4).await;
+
+    // A memory alarm: the broker blocks every publishing connection.
+    broker.ctl(&["set_vm_memory_high_watermark", "0"]);
+    let (_worker, port) = env.worker_with_http("worker");
+    let worker_readyz = format!("http://127.0.0.1:{port}/readyz");
+    wait_status(&env.http, &worker_readyz, 503, Duration::from_secs(20)).await;
+    // Held for a while: nothing is given back or dead-lettered meanwhile.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let metrics = env
+        .fetch_text(&format!("http://127.0.0.1:{port}/metrics"))
+        .await;
+    assert_eq!(counter(&metrics, "worker_requeued_total"), 0.0, "{metrics}");
+    assert_eq!(
+        counter(&metrics, "worker_dead_lettered_total"),
+        0.0,
+        "{metrics}"
+    );
+
+    broker.ctl(&["set_vm_memory_high_watermark", "0.4"]);
+    wait_status(&env.http, &worker_readyz, 200, Duration::from_secs(20)).await;
+    for (i, id) in ids.iter().enumerate() {
+        let result = gw.result(id, Duration::from_secs(30)).await;
+        assert_eq!(result["valid"], i % 5 != 0, "{result}");
+    }
+    let metrics = env
+        .fetch_text(&format!("http://127.0.0.1:{port}/metrics"))
+        .await;
+    assert_eq!(counter(&metrics, "worker_requeued_total"), 0.0, "{metrics}");
 }

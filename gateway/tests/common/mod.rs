@@ -473,18 +473,41 @@ pub struct PrivateBroker {
     pub port: u16,
     dist_port: u16,
     dir: tempfile::TempDir,
+    /// Lines for the node's rabbitmq.conf.
+    extra_conf: String,
 }
 
 impl PrivateBroker {
     pub fn start() -> Self {
+        Self::start_with_conf("")
+    }
+
+    /// A node with `extra_conf` appended to its rabbitmq.conf.
+    pub fn start_with_conf(extra_conf: &str) -> Self {
         let broker = PrivateBroker {
             name: format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]),
             port: free_port(),
             dist_port: free_port(),
             dir: tempfile::tempdir().unwrap(),
+            extra_conf: extra_conf.to_owned(),
         };
         broker.up();
         broker
+    }
+
+    /// Runs `rabbitmqctl` against this node.
+    pub fn ctl(&self, args: &[&str]) {
+        let out = Command::new("rabbitmqctl")
+            .arg("-n")
+            .arg(format!("{}@localhost", self.name))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "rabbitmqctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn script(&self, args: &[&str]) {
@@ -493,6 +516,7 @@ impl PrivateBroker {
             .arg(script)
             .args(args)
             .env("RABBIT_NODE_DIR", self.dir.path())
+            .env("RABBIT_EXTRA_CONF", &self.extra_conf)
             .env("RABBIT_DIST_PORT", self.dist_port.to_string())
             .output()
             .unwrap();
