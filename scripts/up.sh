@@ -7,6 +7,10 @@
 # Builds release binaries, makes sure a broker is reachable (installing and
 # starting Debian's rabbitmq-server if needed), creates a demo key pair in
 # run/demo if there is none, and starts gateway i on port P+i (default 8080).
+# On the local broker it creates the per-role users (scripts/broker-users.sh):
+# gateways log in as sig-gateway, workers as sig-worker, and gateways believe
+# verdicts from sig-worker only. With AMQP_URL set, every process uses that
+# URL (one user, trusted for verdicts).
 # In the foreground Ctrl-C stops everything; with --detach it returns and
 # scripts/down.sh stops it. Logs: run/logs/.
 set -euo pipefail
@@ -19,7 +23,7 @@ while [ $# -gt 0 ]; do
     --gateways) gateways=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
     --detach) detach=1; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -39,16 +43,24 @@ fi
 
 "$ROOT/scripts/down.sh" --quiet || true
 : > "$RUN_DIR/pids"
-export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
+if [ -z "${AMQP_URL:-}" ] && command -v rabbitmqctl >/dev/null 2>&1; then
+  "$ROOT/scripts/broker-users.sh" create
+  # shellcheck disable=SC1091
+  source "$RUN_DIR/secrets/amqp.env"
+  gateway_url=$GATEWAY_AMQP_URL worker_url=$WORKER_AMQP_URL
+  export RESULT_PUBLISHERS
+else
+  gateway_url=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f} worker_url=$gateway_url
+fi
 export VERIFIER_KEYS_DIR=${VERIFIER_KEYS_DIR:-$RUN_DIR/keys}
 export DOCS_DIR=${DOCS_DIR:-$RUN_DIR/docs}
 for ((i = 0; i < workers; i++)); do
-  WORKER_HTTP_ADDR=127.0.0.1:$((9100 + i)) \
+  AMQP_URL=$worker_url WORKER_HTTP_ADDR=127.0.0.1:$((9100 + i)) \
     nohup "$ROOT/target/release/verifier-worker" >"$RUN_DIR/logs/worker-$i.log" 2>&1 &
   echo $! >> "$RUN_DIR/pids"
 done
 for ((i = 0; i < gateways; i++)); do
-  GATEWAY_ADDR=0.0.0.0:$((port + i)) \
+  AMQP_URL=$gateway_url GATEWAY_ADDR=0.0.0.0:$((port + i)) \
     nohup "$ROOT/target/release/gateway" >"$RUN_DIR/logs/gateway-$i.log" 2>&1 &
   echo $! >> "$RUN_DIR/pids"
 done

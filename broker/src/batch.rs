@@ -135,7 +135,7 @@ async fn run(
             };
             metrics::histogram!("batch_size", "kind" => kind).record(batch.len() as f64);
             for (_, reply) in batch {
-                let _ = reply.send(result.as_ref().map(|_| ()).map_err(PublishError::duplicate));
+                let _ = reply.send(result.clone());
             }
             drop(slot);
             settled.notify_waiters();

@@ -11,6 +11,7 @@
 //! verdicts only from the worker user). [`serve`] keeps a publisher up for a
 //! link's session and reopens its channel when the broker closes it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -19,8 +20,9 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection};
 
 use crate::link::{Session, SessionResult};
 
-/// Why a message was not (known to be) accepted by the broker.
-#[derive(Debug, thiserror::Error)]
+/// Why a message was not (known to be) accepted by the broker. Cheap to
+/// clone: every item of a batch gets the same answer.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PublishError {
     #[error("the broker refused the message (nack): the queue is full or unavailable")]
     Nacked,
@@ -29,26 +31,16 @@ pub enum PublishError {
     #[error("no confirmation from the broker within {0:?}")]
     Timeout(Duration),
     #[error("broker connection error: {0}")]
-    Connection(#[from] lapin::Error),
-    #[error("{0}")]
-    Other(String),
+    Connection(Arc<lapin::Error>),
     #[error("not connected to the broker")]
     Disconnected,
     #[error("the batch publisher has stopped")]
     Closed,
 }
 
-impl PublishError {
-    /// A copy for every item of a batch (the lapin error itself is kept as text).
-    pub fn duplicate(&self) -> PublishError {
-        match self {
-            PublishError::Nacked => PublishError::Nacked,
-            PublishError::Unroutable => PublishError::Unroutable,
-            PublishError::Timeout(d) => PublishError::Timeout(*d),
-            PublishError::Disconnected => PublishError::Disconnected,
-            PublishError::Closed => PublishError::Closed,
-            other => PublishError::Other(other.to_string()),
-        }
+impl From<lapin::Error> for PublishError {
+    fn from(e: lapin::Error) -> Self {
+        PublishError::Connection(Arc::new(e))
     }
 }
 

@@ -401,14 +401,7 @@ mod tests {
                     .await
             })
         };
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !store.waiters.contains_key(&id) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "waiter never registered"
-            );
-            tokio::task::yield_now().await;
-        }
+        wait_registered(&store, &id).await;
         store.apply(&completed(id, true));
         assert!(matches!(
             waiter.await.unwrap(),
@@ -439,6 +432,18 @@ mod tests {
         assert_eq!(store.apply(&old), Applied::Ignored);
     }
 
+    /// Waits (bounded) until a long-poll on `id` has registered.
+    async fn wait_registered(store: &Store, id: &RequestId) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !store.waiters.contains_key(id) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "waiter never registered"
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+
     #[tokio::test]
     async fn a_long_poll_wakes_on_the_result() {
         let store = Arc::new(Store::new(Duration::from_secs(60)));
@@ -454,15 +459,7 @@ mod tests {
                 (status, started.elapsed())
             })
         };
-        // Wait (bounded) until the long-poll has registered, then complete.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !store.waiters.contains_key(&id) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "waiter never registered"
-            );
-            tokio::task::yield_now().await;
-        }
+        wait_registered(&store, &id).await;
         store.apply(&completed(id, true));
         let (status, elapsed) = waiter.await.unwrap();
         assert!(matches!(

@@ -107,6 +107,37 @@ fn every_variable_compose_sets_is_one_the_binary_reads() {
         assert!(url.contains("@rabbitmq:5672/"), "{service} AMQP_URL {url}");
         assert!(!url.contains("guest:guest"), "{service} uses guest/guest");
     }
+    // Per-role users: the gateway believes verdicts from the workers' user.
+    let user_of = |service: &str| {
+        let url = env_value(&services[service], "AMQP_URL");
+        url.trim_start_matches("amqp://")
+            .split(':')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_ne!(user_of("gateway"), user_of("verifier-worker"));
+    assert_eq!(
+        env_value(&services["gateway"], "RESULT_PUBLISHERS"),
+        user_of("verifier-worker")
+    );
+    // ... and the broker loads those users from the definitions file.
+    let volumes = strings(&services["rabbitmq"]["volumes"]);
+    for mount in [
+        "./run/rabbitmq/definitions.json:/etc/rabbitmq/definitions.json:ro",
+        "./run/rabbitmq/definitions.conf:/etc/rabbitmq/conf.d/20-definitions.conf:ro",
+    ] {
+        assert!(volumes.contains(&mount), "{mount} not in {volumes:?}");
+    }
+    let script = std::fs::read_to_string(root().join("scripts/broker-users.sh")).unwrap();
+    assert!(script.contains("load_definitions = /etc/rabbitmq/definitions.json"));
+    for user in [user_of("gateway"), user_of("verifier-worker")] {
+        let role = user.trim_start_matches("sig-");
+        assert!(
+            user.starts_with("sig-") && script.contains(&format!("\"$prefix-{role}\"")),
+            "{user} is not a user broker-users.sh creates"
+        );
+    }
     let worker = &services["verifier-worker"];
     assert!(envs_of(verifier_worker::config::Config::command()).contains("VERIFIER_KEYS_DIR"));
     assert_eq!(

@@ -97,9 +97,7 @@ async fn a_sigkilled_workers_requests_complete_elsewhere() {
     assert_eq!(by_worker.values().sum::<usize>(), 1000);
     assert_eq!(by_worker.len(), 2, "{by_worker:?}");
 
-    let metrics = env
-        .fetch_text(&format!("http://127.0.0.1:{port}/metrics"))
-        .await;
+    let metrics = env.worker_metrics(port).await;
     let redelivered = counter(&metrics, "worker_redeliveries_total");
     assert!(
         redelivered > 0.0,
@@ -131,9 +129,7 @@ async fn poison_messages_are_dead_lettered_and_the_service_keeps_answering() {
     let result = gw.result(&id, Duration::from_secs(20)).await;
     assert_eq!(result["valid"], true, "{result}");
     assert_eq!(env.queue_depth(&env.queue).await, 0, "poison was requeued");
-    let metrics = env
-        .fetch_text(&format!("http://127.0.0.1:{port}/metrics"))
-        .await;
+    let metrics = env.worker_metrics(port).await;
     assert_eq!(
         counter(&metrics, "worker_dead_lettered_total"),
         2.0,

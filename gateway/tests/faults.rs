@@ -291,9 +291,7 @@ async fn a_broker_alarm_pauses_the_worker_instead_of_spinning() {
     wait_status(&env.http, &worker_readyz, 503, Duration::from_secs(20)).await;
     // Held for a while: nothing is given back or dead-lettered meanwhile.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let metrics = env
-        .fetch_text(&format!("http://127.0.0.1:{port}/metrics"))
-        .await;
+    let metrics = env.worker_metrics(port).await;
     assert_eq!(counter(&metrics, "worker_requeued_total"), 0.0, "{metrics}");
     assert_eq!(
         counter(&metrics, "worker_dead_lettered_total"),
@@ -307,8 +305,6 @@ async fn a_broker_alarm_pauses_the_worker_instead_of_spinning() {
         let result = gw.result(id, Duration::from_secs(30)).await;
         assert_eq!(result["valid"], i % 5 != 0, "{result}");
     }
-    let metrics = env
-        .fetch_text(&format!("http://127.0.0.1:{port}/metrics"))
-        .await;
+    let metrics = env.worker_metrics(port).await;
     assert_eq!(counter(&metrics, "worker_requeued_total"), 0.0, "{metrics}");
 }

@@ -296,11 +296,7 @@ async fn one_unreadable_item_is_dead_lettered_alone_and_answered_failed() {
 
     // Each unreadable item is its own dead letter, unchanged, with its reason.
     let dead = format!("{}.dead", env.queue);
-    wait_for("two dead letters", Duration::from_secs(20), || async {
-        env.queue_depth(&dead).await >= 2
-    })
-    .await;
-    let letters = env.dead_letters().await;
+    let letters = env.wait_dead_letters(2).await;
     assert_eq!(letters.len(), 2, "{letters:?}");
     let bodies: Vec<Value> = letters
         .iter()
@@ -324,9 +320,7 @@ async fn one_unreadable_item_is_dead_lettered_alone_and_answered_failed() {
     // Nothing consumes them away.
     assert_eq!(env.queue_depth(&dead).await, 2);
     assert_eq!(env.queue_depth(&env.queue).await, 0);
-    let metrics = env
-        .fetch_text(&format!("http://127.0.0.1:{port}/metrics"))
-        .await;
+    let metrics = env.worker_metrics(port).await;
     assert_eq!(
         counter(&metrics, "worker_dead_lettered_total"),
         2.0,
@@ -362,12 +356,7 @@ async fn the_last_delivery_answers_failed_and_dead_letters() {
     let result = gw.result(&id, Duration::from_secs(20)).await;
     assert_eq!(result["status"], "failed", "{result}");
     assert_eq!(result["error"]["code"], "delivery_limit", "{result}");
-    let dead = format!("{}.dead", env.queue);
-    wait_for("a dead letter", Duration::from_secs(20), || async {
-        env.queue_depth(&dead).await >= 1
-    })
-    .await;
-    let letters = env.dead_letters().await;
+    let letters = env.wait_dead_letters(1).await;
     assert_eq!(
         header_text(&letters[0].0, "x-dead-reason").as_deref(),
         Some("delivery_limit")
@@ -377,16 +366,9 @@ async fn the_last_delivery_answers_failed_and_dead_letters() {
 #[tokio::test]
 async fn a_request_whose_verdict_cannot_be_published_comes_back_a_bounded_number_of_times() {
     let env = TestEnv::new();
-    let (_worker, port) = {
-        let port = free_port();
-        let env_vars = [
-            ("WORKER_HTTP_ADDR", format!("127.0.0.1:{port}")),
-            ("DELIVERY_LIMIT", "2".to_owned()),
-        ];
-        (env.worker("worker", &env_vars), port)
-    };
-    let readyz = format!("http://127.0.0.1:{port}/readyz");
-    wait_status(&env.http, &readyz, 200, Duration::from_secs(20)).await;
+    let (_worker, port) = env
+        .ready_worker("worker", &[("DELIVERY_LIMIT", "2".to_owned())])
+        .await;
     // Take the events stream away: no verdict can be published (mandatory
     // publishes to a missing queue come back unroutable).
     env.delete_queue(&format!("{}.events", env.queue)).await;
@@ -420,9 +402,7 @@ async fn a_request_whose_verdict_cannot_be_published_comes_back_a_bounded_number
         Some(&AMQPValue::LongUInt(2))
     );
     assert!(String::from_utf8_lossy(body).contains(&id));
-    let metrics = env
-        .fetch_text(&format!("http://127.0.0.1:{port}/metrics"))
-        .await;
+    let metrics = env.worker_metrics(port).await;
     assert_eq!(counter(&metrics, "worker_requeued_total"), 2.0, "{metrics}");
     assert_eq!(env.queue_depth(&env.queue).await, 0, "still cycling");
 }
@@ -449,16 +429,9 @@ async fn requests_do_not_outlive_their_ids() {
 
     // A request older than the retention that still reaches a worker (its
     // queue made without a TTL, say) is dead-lettered, not verified.
-    let (_worker, port) = {
-        let port = free_port();
-        let vars = [
-            ("WORKER_HTTP_ADDR", format!("127.0.0.1:{port}")),
-            ("RESULT_RETENTION", "2s".to_owned()),
-        ];
-        (env.worker("worker", &vars), port)
-    };
-    let readyz = format!("http://127.0.0.1:{port}/readyz");
-    wait_status(&env.http, &readyz, 200, Duration::from_secs(20)).await;
+    let (_worker, port) = env
+        .ready_worker("worker", &[("RESULT_RETENTION", "2s".to_owned())])
+        .await;
     let old = uuid::Uuid::now_v7().to_string();
     let request = wire_request(&old, "old", &signer.sign_hex(b"old"), now_ms() - 60_000);
     env.publish_raw(&serde_json::to_vec(&request).unwrap())
@@ -474,9 +447,7 @@ async fn requests_do_not_outlive_their_ids() {
         header_text(h, "x-dead-reason").as_deref() == Some("expired")
             && String::from_utf8_lossy(body).contains(&old)
     }));
-    let metrics = env
-        .fetch_text(&format!("http://127.0.0.1:{port}/metrics"))
-        .await;
+    let metrics = env.worker_metrics(port).await;
     assert_eq!(
         counter(&metrics, "worker_verifications_total"),
         0.0,

@@ -28,7 +28,7 @@ impl VerifyPool {
     pub async fn verify(
         &self,
         request: Arc<VerifyRequest>,
-    ) -> Result<(Result<Verdict, VerifyError>, Duration), String> {
+    ) -> Result<(Result<Verdict, VerifyError>, Duration), tokio::task::JoinError> {
         let _permit = self
             .permits
             .clone()
@@ -46,6 +46,6 @@ impl VerifyPool {
             );
             (outcome, started.elapsed())
         });
-        job.await.map_err(|e| e.to_string())
+        job.await
     }
 }

@@ -10,7 +10,8 @@ use broker::{BatchLimits, BatchPublisher, Link};
 use tokio_util::sync::CancellationToken;
 use verify_core::{KeyRegistry, Verifier};
 
-use crate::amqp::consume::{self, Handler};
+use crate::amqp::consume;
+use crate::amqp::handler::Handler;
 use crate::config::Config;
 use crate::pool::VerifyPool;
 

@@ -526,9 +526,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn one_unreadable_item_spoils_only_itself() {
-        let good = VerifyRequest {
+    fn sample_request() -> VerifyRequest {
+        VerifyRequest {
             v: SCHEMA_VERSION,
             id: RequestId::new(),
             document: b"doc".to_vec(),
@@ -536,7 +535,12 @@ mod tests {
             algorithm: Algorithm::DEFAULT,
             key_id: None,
             submitted_at_ms: 7,
-        };
+        }
+    }
+
+    #[test]
+    fn one_unreadable_item_spoils_only_itself() {
+        let good = sample_request();
         let bad_id = RequestId::new();
         let good_json = String::from_utf8(good.encode()).unwrap();
         // Unknown fields are ignored; a bad signature, a newer version and
@@ -580,15 +584,7 @@ mod tests {
 
     #[test]
     fn fingerprints_tell_requests_apart() {
-        let a = VerifyRequest {
-            v: SCHEMA_VERSION,
-            id: RequestId::new(),
-            document: b"doc".to_vec(),
-            signature: vec![1, 2],
-            algorithm: Algorithm::DEFAULT,
-            key_id: None,
-            submitted_at_ms: 7,
-        };
+        let a = sample_request();
         // The id and the time are not part of the question asked.
         let same = VerifyRequest {
             id: RequestId::new(),

@@ -221,9 +221,23 @@ impl TestEnv {
 
     /// A worker serving /readyz and /metrics; its HTTP port.
     pub fn worker_with_http(&self, name: &str) -> (Proc, u16) {
+        self.worker_with_http_env(name, &[])
+    }
+
+    /// The same, with more variables.
+    pub fn worker_with_http_env(&self, name: &str, env: &[(&str, String)]) -> (Proc, u16) {
         let port = free_port();
-        let addr = ("WORKER_HTTP_ADDR", format!("127.0.0.1:{port}"));
-        (self.worker(name, &[addr]), port)
+        let mut all = vec![("WORKER_HTTP_ADDR", format!("127.0.0.1:{port}"))];
+        all.extend(env.iter().cloned());
+        (self.worker(name, &all), port)
+    }
+
+    /// The same, once its /readyz answers 200.
+    pub async fn ready_worker(&self, name: &str, env: &[(&str, String)]) -> (Proc, u16) {
+        let (worker, port) = self.worker_with_http_env(name, env);
+        let readyz = format!("http://127.0.0.1:{port}/readyz");
+        wait_status(&self.http, &readyz, 200, Duration::from_secs(20)).await;
+        (worker, port)
     }
 
     pub fn log(&self, name: &str) -> String {
@@ -249,6 +263,24 @@ impl TestEnv {
             .await
             .unwrap();
         let _ = conn.close(200, "done".into()).await;
+    }
+
+    /// A worker's `/metrics` page (a worker started with an HTTP port).
+    pub async fn worker_metrics(&self, port: u16) -> String {
+        self.fetch_text(&format!("http://127.0.0.1:{port}/metrics"))
+            .await
+    }
+
+    /// Waits (bounded) for `n` dead letters, then reads them all.
+    pub async fn wait_dead_letters(&self, n: u32) -> Vec<(FieldTable, Vec<u8>)> {
+        let dead = format!("{}.dead", self.queue);
+        wait_for(
+            &format!("{n} dead letters"),
+            Duration::from_secs(30),
+            || async { self.queue_depth(&dead).await >= n },
+        )
+        .await;
+        self.dead_letters().await
     }
 
     /// Messages waiting in this test's dead-letter queue: headers and body.

@@ -3,3 +3,4 @@
 //! never stalls the other).
 
 pub mod consume;
+pub mod handler;

@@ -1,0 +1,406 @@
+//! Settling one delivery of the request queue.
+//!
+//! Delivery invariants:
+//! - A message (one request, or a batch from a busy gateway) is acked only
+//!   once every request in it is settled: its verdict confirmed in the
+//!   events stream, or the request dead-lettered (confirmed in
+//!   `<queue>.dead`, with the reason in `x-dead-reason`).
+//! - Items are settled one by one. An item that cannot be read is
+//!   dead-lettered alone and, when its id can be read, answered `failed`
+//!   (`unreadable_request`); the rest of its batch is verified as usual.
+//! - Deliveries are bounded. The queue is classic, which does not count
+//!   deliveries, so the worker counts them in the `x-requeue-count` header:
+//!   a redelivered message (its worker died, or gave it back) is published
+//!   again with the count raised and the original acked; requests whose
+//!   verdict could not be published go back the same way. On the last
+//!   delivery (count = `DELIVERY_LIMIT`) every request in the message is
+//!   answered `failed` (`delivery_limit`) and the message dead-lettered.
+//! - A request older than the retention (its id has expired) is
+//!   dead-lettered (`expired`) instead of verified; the queue's
+//!   `x-message-ttl` does the same for requests still waiting in it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::{BatchPublisher, Link, PublishError, Publisher};
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use serde_json::value::RawValue;
+use verify_core::{
+    join_batch, now_ms, split_batch, ErrorBody, Event, EventKind, Topology, VerifyRequest,
+};
+
+use crate::pool::VerifyPool;
+
+/// How many times the messages' earlier copies were given back.
+pub const REQUEUE_HEADER: &str = "x-requeue-count";
+/// Why the worker dead-lettered a message (`unreadable_request`,
+/// `delivery_limit`, `expired`), and the details.
+pub const DEAD_REASON_HEADER: &str = "x-dead-reason";
+pub const DEAD_DETAIL_HEADER: &str = "x-dead-detail";
+
+/// Longest a held message waits for the results link to come back (or the
+/// broker to lift an alarm) before it is given back.
+const HOLD_WHILE_UNPUBLISHABLE: Duration = Duration::from_secs(30);
+
+/// What a request handler needs; cheap to clone per delivery.
+#[derive(Clone)]
+pub struct Handler {
+    pub pool: VerifyPool,
+    /// The results connection: verdicts (through `events`), dead letters
+    /// and requeued copies.
+    pub results: Link<Publisher>,
+    /// Appends result events to the stream, batched under load.
+    pub events: BatchPublisher,
+    pub topology: Arc<Topology>,
+    pub identity: Arc<str>,
+    /// Deliveries after the first a message may have (RabbitMQ's
+    /// `x-delivery-limit` semantics): the last one answers `failed`.
+    pub delivery_limit: u32,
+    /// Requests older than this are not verified (their ids have expired).
+    pub retention: Duration,
+}
+
+/// How one item of a message ended on this delivery.
+enum Settled {
+    /// Verdict confirmed, or dead-lettered: done with.
+    Done,
+    /// Not settled: goes back to the queue.
+    Retry,
+}
+
+impl Handler {
+    /// One delivery, start to ack. Never panics, never leaves it unsettled
+    /// while the channel lives.
+    pub(super) async fn handle(self, delivery: Delivery) {
+        let mut returned = requeue_count(&delivery);
+        if delivery.redelivered {
+            metrics::counter!("worker_redeliveries_total").increment(1);
+            // This copy came back without being counted: count it.
+            returned = returned.saturating_add(1);
+            if returned < self.delivery_limit {
+                self.give_back(&delivery, &delivery.data, returned).await;
+                return;
+            }
+        }
+        let items = match split_batch(&delivery.data) {
+            Ok(items) => items,
+            Err(e) => {
+                // Not even JSON: nothing in it can be answered.
+                let detail = e.to_string();
+                self.dead_letter_message(&delivery, "unreadable_request", &detail, returned)
+                    .await;
+                return;
+            }
+        };
+        if returned >= self.delivery_limit {
+            self.last_delivery(&delivery, &items, returned).await;
+            return;
+        }
+
+        let outcomes =
+            futures_util::future::join_all(items.iter().map(|raw| self.settle(raw, returned)))
+                .await;
+        let retry: Vec<&RawValue> = items
+            .iter()
+            .zip(outcomes)
+            .filter(|(_, outcome)| matches!(outcome, Settled::Retry))
+            .map(|(raw, _)| *raw)
+            .collect();
+        if retry.is_empty() {
+            let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+        } else {
+            metrics::counter!("worker_publish_failures_total").increment(retry.len() as u64);
+            tracing::warn!(
+                requests = retry.len(),
+                of = items.len(),
+                "verdicts not confirmed; giving these requests back"
+            );
+            let body = if retry.len() == items.len() {
+                delivery.data.clone()
+            } else {
+                join_batch(retry)
+            };
+            self.give_back(&delivery, &body, returned.saturating_add(1))
+                .await;
+        }
+    }
+
+    /// Settles one item: verified and answered, or dead-lettered.
+    async fn settle(&self, raw: &RawValue, returned: u32) -> Settled {
+        let request = match VerifyRequest::decode_item(raw) {
+            Ok(request) => Arc::new(request),
+            Err(unreadable) => {
+                tracing::warn!(id = ?unreadable.id, error = %unreadable.error, "dead-lettering an unreadable request");
+                let detail = unreadable.error.to_string();
+                let answered = match unreadable.id {
+                    Some(id) => {
+                        let kind = failed(
+                            "unreadable_request",
+                            format!("the worker could not read this request: {detail}"),
+                            now_ms(),
+                        );
+                        self.publish_event(Event::new(id, &self.identity, kind))
+                            .await
+                    }
+                    None => Ok(()),
+                };
+                let dead = self
+                    .dead_letter(
+                        raw.get().as_bytes(),
+                        "unreadable_request",
+                        &detail,
+                        returned,
+                    )
+                    .await;
+                return if answered.is_ok() && dead.is_ok() {
+                    Settled::Done
+                } else {
+                    Settled::Retry
+                };
+            }
+        };
+        let expires_at_ms = request
+            .submitted_at_ms
+            .saturating_add(self.retention.as_millis() as u64);
+        if expires_at_ms <= now_ms() {
+            let detail = format!(
+                "submitted more than {:?} ago; its id has expired",
+                self.retention
+            );
+            return match self
+                .dead_letter(raw.get().as_bytes(), "expired", &detail, returned)
+                .await
+            {
+                Ok(()) => Settled::Done,
+                Err(_) => Settled::Retry,
+            };
+        }
+        match self.verify_and_publish(request).await {
+            Ok(()) => Settled::Done,
+            Err(_) => Settled::Retry,
+        }
+    }
+
+    /// The last delivery a message may have: every request in it is
+    /// answered `failed` (`delivery_limit`) and the message dead-lettered.
+    async fn last_delivery(&self, delivery: &Delivery, items: &[&RawValue], returned: u32) {
+        let detail = format!(
+            "delivered {} times without a confirmed verdict",
+            returned.saturating_add(1)
+        );
+        tracing::warn!(
+            requests = items.len(),
+            returned,
+            "delivery limit reached; answering failed"
+        );
+        for raw in items {
+            let Ok(request) = VerifyRequest::decode_item(raw) else {
+                continue;
+            };
+            let kind = failed(
+                "delivery_limit",
+                format!("the request was {detail}"),
+                request.submitted_at_ms,
+            );
+            if let Err(e) = self
+                .publish_event(Event::new(request.id, &self.identity, kind))
+                .await
+            {
+                tracing::warn!(id = %request.id, error = %e, "could not publish the delivery_limit verdict");
+            }
+        }
+        self.dead_letter_message(delivery, "delivery_limit", &detail, returned)
+            .await;
+    }
+
+    /// Verifies one request and appends its result event (confirmed).
+    async fn verify_and_publish(&self, request: Arc<VerifyRequest>) -> Result<(), PublishError> {
+        let kind = match self.pool.verify(request.clone()).await {
+            Ok((Ok(verdict), took)) => {
+                let outcome = if verdict.valid { "valid" } else { "invalid" };
+                metrics::counter!("worker_verifications_total", "outcome" => outcome, "algorithm" => verdict.algorithm.name()).increment(1);
+                metrics::histogram!("worker_verify_seconds", "backend" => verdict.backend.name())
+                    .record(took.as_secs_f64());
+                EventKind::Completed {
+                    valid: verdict.valid,
+                    algorithm: verdict.algorithm,
+                    key_id: verdict.key_id,
+                    verify_micros: took.as_micros() as u64,
+                    submitted_at_ms: request.submitted_at_ms,
+                }
+            }
+            Ok((Err(e), _)) => {
+                metrics::counter!("worker_verifications_total", "outcome" => e.code(), "algorithm" => request.algorithm.name()).increment(1);
+                failed(e.code(), e.to_string(), request.submitted_at_ms)
+            }
+            Err(panic) => {
+                tracing::error!(id = %request.id, %panic, "verification panicked");
+                failed(
+                    "internal_error",
+                    "the verification failed unexpectedly".into(),
+                    request.submitted_at_ms,
+                )
+            }
+        };
+        self.publish_event(Event::new(request.id, &self.identity, kind))
+            .await
+    }
+
+    /// Appends an event to the stream, confirmed. When the results link is
+    /// down or blocked, the message stays held (no other worker can take it
+    /// meanwhile) and the event is tried once more when the link is back,
+    /// rather than spending one of the message's deliveries.
+    async fn publish_event(&self, event: Event) -> Result<(), PublishError> {
+        let encoded = event.encode();
+        match self.events.publish(encoded.clone()).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::warn!(id = %event.id, error = %e, "result not confirmed; trying once more");
+                if self.results.wait_usable(HOLD_WHILE_UNPUBLISHABLE).await {
+                    self.events.publish(encoded).await
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Publishes `body` to the dead-letter queue with the reason in its
+    /// headers, confirmed.
+    async fn dead_letter(
+        &self,
+        body: &[u8],
+        reason: &'static str,
+        detail: &str,
+        returned: u32,
+    ) -> Result<(), PublishError> {
+        let mut headers = FieldTable::default();
+        let text = |s: &str| AMQPValue::LongString(LongString::from(s));
+        headers.insert(ShortString::from(DEAD_REASON_HEADER), text(reason));
+        let detail: String = detail.chars().take(1000).collect();
+        headers.insert(ShortString::from(DEAD_DETAIL_HEADER), text(&detail));
+        headers.insert(
+            ShortString::from("x-original-queue"),
+            text(&self.topology.request_queue),
+        );
+        headers.insert(
+            ShortString::from("x-dead-lettered-by"),
+            text(&self.identity),
+        );
+        headers.insert(
+            ShortString::from(REQUEUE_HEADER),
+            AMQPValue::LongUInt(returned),
+        );
+        let publisher = self.results.current().ok_or(PublishError::Disconnected)?;
+        publisher
+            .publish_with_headers(
+                &self.topology.dead_letter_queue,
+                body,
+                "dead-letter",
+                Some(headers),
+            )
+            .await?;
+        metrics::counter!("worker_dead_lettered_total", "reason" => reason).increment(1);
+        Ok(())
+    }
+
+    /// Dead-letters the whole message and acks it; if even that cannot be
+    /// published, rejects it so the broker dead-letters it (`x-death`).
+    async fn dead_letter_message(
+        &self,
+        delivery: &Delivery,
+        reason: &'static str,
+        detail: &str,
+        returned: u32,
+    ) {
+        match self
+            .dead_letter(&delivery.data, reason, detail, returned)
+            .await
+        {
+            Ok(()) => {
+                let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, reason, "could not publish the dead letter; rejecting the message to the broker's dead-letter route");
+                metrics::counter!("worker_dead_lettered_total", "reason" => "rejected")
+                    .increment(1);
+                let _ = delivery
+                    .acker
+                    .reject(BasicRejectOptions { requeue: false })
+                    .await;
+            }
+        }
+    }
+
+    /// Returns `body` (the whole message, or its unsettled items) to the
+    /// request queue as a new message counting `returned` deliveries, then
+    /// acks the delivery. If the copy cannot be published, the delivery is
+    /// requeued as it is (and counted when it comes back).
+    async fn give_back(&self, delivery: &Delivery, body: &[u8], returned: u32) {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            ShortString::from(REQUEUE_HEADER),
+            AMQPValue::LongUInt(returned),
+        );
+        let published = match self.results.current() {
+            Some(publisher) => {
+                publisher
+                    .publish_with_headers(
+                        &self.topology.request_queue,
+                        body,
+                        "verify-requests",
+                        Some(headers),
+                    )
+                    .await
+            }
+            None => Err(PublishError::Disconnected),
+        };
+        match published {
+            Ok(()) => {
+                metrics::counter!("worker_requeued_total").increment(1);
+                let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not give the message back; requeueing it");
+                // Let the link come back first, so the message does not spin.
+                self.results.wait_usable(Duration::from_secs(1)).await;
+                let _ = delivery
+                    .acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        multiple: false,
+                    })
+                    .await;
+            }
+        }
+    }
+}
+
+/// The deliveries earlier copies of this message had (our header).
+fn requeue_count(delivery: &Delivery) -> u32 {
+    let Some(headers) = delivery.properties.headers() else {
+        return 0;
+    };
+    match headers.inner().get(REQUEUE_HEADER) {
+        Some(AMQPValue::LongUInt(n)) => *n,
+        Some(AMQPValue::LongInt(n)) => (*n).max(0) as u32,
+        Some(AMQPValue::LongLongInt(n)) => (*n).clamp(0, i64::from(u32::MAX)) as u32,
+        Some(AMQPValue::ShortUInt(n)) => u32::from(*n),
+        Some(AMQPValue::ShortInt(n)) => (*n).max(0) as u32,
+        Some(AMQPValue::ShortShortUInt(n)) => u32::from(*n),
+        Some(AMQPValue::ShortShortInt(n)) => (*n).max(0) as u32,
+        _ => 0,
+    }
+}
+
+fn failed(code: &str, message: String, submitted_at_ms: u64) -> EventKind {
+    EventKind::Failed {
+        error: ErrorBody {
+            code: code.to_owned(),
+            message,
+        },
+        submitted_at_ms,
+    }
+}
