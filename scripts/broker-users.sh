@@ -58,6 +58,11 @@ password_from() {
     printf '%s=%s\n' "$key" "$value" >> "$file"
     chmod 600 "$file"
   fi
+  # It goes into URLs and env files unquoted: keep to URL-safe characters.
+  if ! [[ $value =~ ^[A-Za-z0-9._~-]+$ ]]; then
+    log "$key may only hold letters, digits and . _ ~ - (it is used in URLs)"
+    exit 1
+  fi
   printf '%s' "$value"
 }
 
@@ -70,7 +75,8 @@ case ${1:-} in
     touch "$secrets" && chmod 600 "$secrets"
     gateway_pw=$(password_from GATEWAY_AMQP_PASSWORD "$secrets")
     worker_pw=$(password_from WORKER_AMQP_PASSWORD "$secrets")
-    existing=$(rabbitmqctl -q list_users 2>/dev/null | awk '{print $1}')
+    existing=$(rabbitmqctl -q list_users | awk '{print $1}') ||
+      { log "rabbitmqctl cannot reach the local broker"; exit 1; }
     for pair in "$gateway_user:$gateway_pw" "$worker_user:$worker_pw"; do
       user=${pair%%:*} pw=${pair#*:}
       if grep -qx "$user" <<<"$existing"; then

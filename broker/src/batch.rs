@@ -10,6 +10,11 @@
 //! one ack) per batch instead of one per item, while a single slow confirm
 //! holds up only its own batch, never the ones after it. The gateway batches
 //! requests this way and every process batches its lifecycle events.
+//!
+//! A batch whose connection went away before its confirm (a broker node
+//! died) is published again on the next connection, within `retry_for`:
+//! it may then be stored twice, which ids make harmless (the first verdict
+//! per id wins, and the projection ignores a second `accepted`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,12 +27,16 @@ use crate::{Link, PublishError, Publisher};
 #[derive(Debug, Clone, Copy)]
 pub struct BatchLimits {
     pub max_items: usize,
-    /// An item larger than this still goes, alone.
+    /// Largest message (the JSON array); an item larger than this still
+    /// goes, alone.
     pub max_bytes: usize,
     /// Batches awaiting their confirms at once (more items queue meanwhile).
     pub in_flight: usize,
     /// Longest a batch gathers items while others are in flight.
     pub linger: Duration,
+    /// How long a batch whose connection dropped may wait for the next
+    /// connection to be published again (then it fails).
+    pub retry_for: Duration,
 }
 
 impl BatchLimits {
@@ -36,6 +45,7 @@ impl BatchLimits {
         max_bytes: 1 << 20,
         in_flight: 8,
         linger: Duration::from_millis(2),
+        retry_for: Duration::from_secs(5),
     };
 }
 
@@ -101,16 +111,17 @@ async fn run(
         if slots.available_permits() + 1 < limits.in_flight.max(1) {
             let _ = tokio::time::timeout(limits.linger, settled.notified()).await;
         }
-        let mut bytes = first.0.len();
+        // The message's size as it will be sent: items, commas, brackets.
+        let mut bytes = first.0.len() + 2;
         let mut batch = vec![first];
         while batch.len() < limits.max_items {
             match rx.try_recv() {
-                Ok(item) if bytes + item.0.len() > limits.max_bytes => {
+                Ok(item) if bytes + item.0.len() + 1 > limits.max_bytes => {
                     carried = Some(item);
                     break;
                 }
                 Ok(item) => {
-                    bytes += item.0.len();
+                    bytes += item.0.len() + 1;
                     batch.push(item);
                 }
                 Err(_) => break,
@@ -120,7 +131,7 @@ async fn run(
         let queue = queue.clone();
         let settled = settled.clone();
         tokio::spawn(async move {
-            let mut body = Vec::with_capacity(bytes + batch.len() + 1);
+            let mut body = Vec::with_capacity(bytes);
             body.push(b'[');
             for (i, (item, _)) in batch.iter().enumerate() {
                 if i > 0 {
@@ -129,10 +140,7 @@ async fn run(
                 body.extend_from_slice(item);
             }
             body.push(b']');
-            let result = match link.current() {
-                Some(publisher) => publisher.publish(&queue, &body, kind).await,
-                None => Err(PublishError::Disconnected),
-            };
+            let result = publish_retrying(&link, &queue, &body, kind, limits.retry_for).await;
             metrics::histogram!("batch_size", "kind" => kind).record(batch.len() as f64);
             for (_, reply) in batch {
                 let _ = reply.send(result.clone());
@@ -140,5 +148,37 @@ async fn run(
             drop(slot);
             settled.notify_waiters();
         });
+    }
+}
+
+/// Publishes `body`; if its connection goes away before the confirm, waits
+/// for the link to come back (on any node) and publishes it again, until
+/// `retry_for` has passed.
+async fn publish_retrying(
+    link: &Link<Publisher>,
+    queue: &str,
+    body: &[u8],
+    kind: &'static str,
+    retry_for: Duration,
+) -> Result<(), PublishError> {
+    let deadline = tokio::time::Instant::now() + retry_for;
+    loop {
+        let (result, lost) = match link.current() {
+            Some(publisher) => {
+                let result = publisher.publish(queue, body, kind).await;
+                (result, publisher.connection_lost())
+            }
+            None => (Err(PublishError::Disconnected), true),
+        };
+        let retry = matches!(
+            result,
+            Err(PublishError::Connection(_) | PublishError::Disconnected)
+        ) && lost;
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if !retry || remaining.is_zero() || !link.wait_usable(remaining).await {
+            return result;
+        }
+        metrics::counter!("republished_total", "kind" => kind).increment(1);
+        tracing::info!(kind, "connection lost before the confirm; publishing again");
     }
 }

@@ -7,13 +7,30 @@ use clap::Args;
 
 #[derive(Debug, Clone, Args)]
 pub struct BrokerArgs {
-    /// RabbitMQ URL (the vhost is URL-encoded: %2f is "/").
+    /// RabbitMQ URL (the vhost is URL-encoded: %2f is "/"), or a
+    /// comma-separated list of the URLs of one cluster's nodes: a process
+    /// connects to the first that answers, starting at a random one, and
+    /// moves on to the next when its connection drops.
     #[arg(
         long,
         env = "AMQP_URL",
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     pub amqp_url: String,
+
+    /// Type of the request queue and its dead-letter queue: `quorum`
+    /// (replicated over the cluster, RabbitMQ's choice for data safety) or
+    /// `classic` (one node). The events stream is replicated either way.
+    #[arg(long, env = "QUEUE_TYPE", value_enum, default_value_t = crate::QueueType::Quorum)]
+    pub queue_type: crate::QueueType,
+
+    /// How many times a request message may come back (its worker died, or
+    /// its verdict could not be published) before it is answered `failed`
+    /// (`delivery_limit`) and dead-lettered: at most DELIVERY_LIMIT + 1
+    /// deliveries, as RabbitMQ's `x-delivery-limit` counts (a quorum queue
+    /// gets it as its `x-delivery-limit`).
+    #[arg(long, env = "DELIVERY_LIMIT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub delivery_limit: u32,
 
     /// Name of the request queue; the dead-letter queue (`<name>.dead`) and
     /// the events stream (`<name>.events`) are named after it.
@@ -37,10 +54,17 @@ pub struct BrokerArgs {
 }
 
 impl BrokerArgs {
+    /// The broker URLs (one, or a cluster's nodes).
+    pub fn urls(&self) -> Vec<String> {
+        crate::link::split_urls(&self.amqp_url)
+    }
+
     pub fn queue_settings(&self) -> crate::QueueSettings {
         crate::QueueSettings {
+            queue_type: self.queue_type,
             max_queue_length: (self.max_queue_length > 0).then_some(self.max_queue_length),
             retention: self.result_retention,
+            delivery_limit: self.delivery_limit,
         }
     }
 

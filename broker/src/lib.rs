@@ -27,4 +27,4 @@ pub use batch::{BatchLimits, BatchPublisher};
 pub use config::BrokerArgs;
 pub use link::{url_user, Link, LinkState, Session, SessionError, SessionResult};
 pub use publisher::{PublishError, Publisher};
-pub use topology::{declare_topology, QueueSettings};
+pub use topology::{declare_topology, QueueSettings, QueueType, TopologyError};

@@ -1,10 +1,13 @@
 //! A supervised broker connection.
 //!
 //! [`Link::spawn`] connects, runs a session on the connection, and when the
-//! connection or the session fails, reconnects with exponential backoff
-//! (100 ms doubling to 5 s) until its shutdown token is cancelled. A process
-//! therefore never dies because the broker went away: it reports not ready
-//! (the link is down) and comes back by itself when the broker does.
+//! connection or the session fails, reconnects until its shutdown token is
+//! cancelled. Given several URLs (the nodes of one cluster), it starts at a
+//! random one (so a fleet spreads over the nodes) and moves on to the next
+//! node at once when one fails; only when every node has failed in a row
+//! does it back off (100 ms doubling to 5 s). A process therefore never
+//! dies because a broker went away: it reports not ready (the link is
+//! down) and comes back by itself on whichever node answers.
 //!
 //! The session publishes what it offers to the rest of the process (a
 //! publisher, a consumer's health) with [`Session::set_ready`]; the link
@@ -67,7 +70,8 @@ pub struct Link<T> {
 pub type LinkState<T> = Option<Arc<T>>;
 
 impl<T: Send + Sync + 'static> Link<T> {
-    /// Starts supervising a connection to `url` named `name` (shown in the
+    /// Starts supervising a connection to `url` (one URL, or a
+    /// comma-separated list of a cluster's nodes) named `name` (shown in the
     /// management UI). `run` drives one session and returns when it is over.
     /// The returned handle resolves when the link has stopped for good.
     pub fn spawn<F, Fut>(
@@ -82,49 +86,50 @@ impl<T: Send + Sync + 'static> Link<T> {
     {
         let (tx, rx) = watch::channel(None);
         let blocked = Arc::new(AtomicBool::new(false));
-        let user: Arc<str> = url_user(&url).into();
         let link = Link {
             state: rx,
             blocked: blocked.clone(),
         };
+        let urls = split_urls(&url);
         let task = tokio::spawn(async move {
             let mut backoff = BACKOFF_MIN;
             let mut attempt = 0;
+            let mut next = rand::random::<usize>() % urls.len().max(1);
+            // Nodes that failed in a row since the last good session.
+            let mut failed_in_row = 0;
             while !shutdown.is_cancelled() {
+                let url = &urls[next % urls.len()];
+                next += 1;
+                let node = node_of(url);
                 let properties =
                     ConnectionProperties::default().with_connection_name(name.clone().into());
                 let connected = tokio::select! {
-                    c = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&url, properties)) => c,
+                    c = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, properties)) => c,
                     _ = shutdown.cancelled() => break,
                 };
                 match connected {
                     Ok(Ok(connection)) => {
-                        tracing::info!(link = %name, attempt, "connected to the broker");
+                        tracing::info!(link = %name, %node, attempt, "connected to the broker");
                         let session_started = std::time::Instant::now();
                         let connection = Arc::new(connection);
                         let session = Session {
                             connection: connection.clone(),
                             shutdown: shutdown.clone(),
                             attempt,
-                            user: user.clone(),
+                            user: url_user(url).into(),
                             state: tx.clone(),
                         };
                         attempt += 1;
                         let lost = watch_connection(&connection, &blocked);
                         tokio::select! {
                             result = run(session) => match result {
-                                Ok(()) => tracing::info!(link = %name, "session finished"),
-                                Err(e) => tracing::warn!(link = %name, error = %e, "session failed"),
+                                Ok(()) => tracing::info!(link = %name, %node, "session finished"),
+                                Err(e) => tracing::warn!(link = %name, %node, error = %e, "session failed"),
                             },
-                            error = lost => tracing::warn!(link = %name, %error, "connection lost"),
+                            error = lost => tracing::warn!(link = %name, %node, %error, "connection lost"),
                         }
                         tx.send_replace(None);
                         blocked.store(false, Ordering::Relaxed);
-                        // A session that failed at once (a refused declare) must
-                        // not turn into a reconnect storm: keep backing off.
-                        if session_started.elapsed() > STABLE_SESSION {
-                            backoff = BACKOFF_MIN;
-                        }
                         if connection.status().connected() {
                             let _ = tokio::time::timeout(
                                 CONNECT_TIMEOUT,
@@ -135,13 +140,28 @@ impl<T: Send + Sync + 'static> Link<T> {
                         if shutdown.is_cancelled() {
                             break;
                         }
+                        // A session that lasted: its node died or dropped us, so
+                        // try the next node at once. One that failed at once (a
+                        // refused declare) must not become a reconnect storm.
+                        if session_started.elapsed() > STABLE_SESSION {
+                            backoff = BACKOFF_MIN;
+                            failed_in_row = 0;
+                            continue;
+                        }
+                        failed_in_row += 1;
                     }
                     Ok(Err(e)) => {
-                        tracing::warn!(link = %name, error = %e, ?backoff, "cannot connect to the broker")
+                        failed_in_row += 1;
+                        tracing::warn!(link = %name, %node, error = %e, "cannot connect to the broker")
                     }
                     Err(_) => {
-                        tracing::warn!(link = %name, ?backoff, "timed out connecting to the broker")
+                        failed_in_row += 1;
+                        tracing::warn!(link = %name, %node, "timed out connecting to the broker")
                     }
+                }
+                // Another node may answer: try each once before backing off.
+                if failed_in_row % urls.len() != 0 {
+                    continue;
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -226,12 +246,37 @@ pub enum SessionError {
     Amqp(#[from] lapin::Error),
     #[error(transparent)]
     Publish(#[from] crate::PublishError),
+    #[error(transparent)]
+    Topology(#[from] crate::TopologyError),
     #[error("{0}")]
     Ended(&'static str),
 }
 
 /// What a session returns.
 pub type SessionResult = Result<(), SessionError>;
+
+/// The URLs of `AMQP_URL`: one, or a comma-separated list (a cluster's
+/// nodes). Never empty (an empty setting gives lapin's default URL).
+pub fn split_urls(urls: &str) -> Vec<String> {
+    let list: Vec<String> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if list.is_empty() {
+        vec!["amqp://127.0.0.1:5672/%2f".to_owned()]
+    } else {
+        list
+    }
+}
+
+/// `host:port` of a URL, for logs (never its credentials).
+fn node_of(url: &str) -> String {
+    url.parse::<AMQPUri>()
+        .map(|u| format!("{}:{}", u.authority.host, u.authority.port))
+        .unwrap_or_else(|_| "(unparsable URL)".to_owned())
+}
 
 /// The user name in an AMQP URL (percent-decoded, as lapin logs in with
 /// it); `guest` when the URL names none, as lapin does.
@@ -243,6 +288,16 @@ pub fn url_user(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lists_of_urls() {
+        assert_eq!(
+            super::split_urls(" amqp://a:1/%2f, amqp://b:2/%2f ,"),
+            ["amqp://a:1/%2f", "amqp://b:2/%2f"]
+        );
+        assert_eq!(super::split_urls("").len(), 1);
+        assert_eq!(super::node_of("amqp://u:secret@h:5673/%2f"), "h:5673");
+    }
+
     #[test]
     fn the_user_of_a_url() {
         assert_eq!(super::url_user("amqp://a%40b:pw@host:5672/%2f"), "a@b");

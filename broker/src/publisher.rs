@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionStatus};
 
 use crate::link::{Session, SessionResult};
 
@@ -51,6 +51,9 @@ pub struct Publisher {
     confirm_timeout: Duration,
     /// The connection's user, stamped on every message as `user_id`.
     user: ShortString,
+    /// The connection's state: a publish that failed with its connection
+    /// gone may be published again on the next one.
+    connection: ConnectionStatus,
 }
 
 impl Publisher {
@@ -67,6 +70,7 @@ impl Publisher {
             channel,
             confirm_timeout,
             user: ShortString::from(user),
+            connection: connection.status().clone(),
         })
     }
 
@@ -130,6 +134,13 @@ impl Publisher {
     /// True while the channel can take publishes.
     pub fn is_usable(&self) -> bool {
         self.channel.status().connected()
+    }
+
+    /// True once the connection under this publisher is gone (its node
+    /// died, or the network failed), as opposed to a channel the broker
+    /// closed on a live connection.
+    pub fn connection_lost(&self) -> bool {
+        !self.connection.connected()
     }
 }
 

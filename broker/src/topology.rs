@@ -6,6 +6,18 @@
 //! existing queue used as it is. So the first process to start fixes the
 //! arguments, and a later one with another `--retention` or
 //! `--max-queue-length` still starts (it warns about what it cannot apply).
+//! A queue this user may not declare (RabbitMQ asks read permission to
+//! declare a queue with a dead-letter exchange, and the gateways' user must
+//! not read requests) is checked passively: if it exists, it is used; if
+//! not, [`TopologyError::NotCreatedYet`] until a worker has made it.
+//! A queue of the other type (classic where `QUEUE_TYPE` says quorum, or
+//! the reverse) is not used: the declaration fails with
+//! [`TopologyError::QueueType`], which says how to migrate.
+//!
+//! Quorum queues follow RabbitMQ's production guidance: `x-delivery-limit`
+//! as a backstop behind the workers' own count, at-least-once
+//! dead-lettering (which needs `x-overflow: reject-publish`), replicated
+//! over the cluster's nodes.
 
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -13,15 +25,67 @@ use lapin::Connection;
 use std::time::Duration;
 use verify_core::Topology;
 
+/// The type of the request queue and its dead-letter queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueType {
+    Quorum,
+    Classic,
+}
+
+impl QueueType {
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueType::Quorum => "quorum",
+            QueueType::Classic => "classic",
+        }
+    }
+}
+
+impl std::fmt::Display for QueueType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why the topology could not be declared.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error(
+        "queue {queue:?} exists with another type than QUEUE_TYPE={wanted}; RabbitMQ cannot \
+         change a queue's type. To migrate: stop the gateways, let the workers drain {queue:?} \
+         (and read {queue:?}.dead if you need it), delete both queues (rabbitmqctl delete_queue), \
+         then start with QUEUE_TYPE={wanted}; or keep the old type with QUEUE_TYPE={other} \
+         (broker said: {detail})"
+    )]
+    QueueType {
+        queue: String,
+        wanted: QueueType,
+        other: QueueType,
+        detail: String,
+    },
+    #[error(
+        "queue {0:?} does not exist yet, and this broker user may not create it (the request \
+         queue needs read permission to declare; with per-role users the workers' user \
+         creates it): waiting for a worker"
+    )]
+    NotCreatedYet(String),
+    #[error(transparent)]
+    Amqp(#[from] lapin::Error),
+}
+
 /// Arguments of the queues this process creates when they do not exist yet.
 #[derive(Debug, Clone)]
 pub struct QueueSettings {
+    /// The request and dead-letter queues' type.
+    pub queue_type: QueueType,
     /// Bound of the request queue; when full the broker nacks new requests
     /// (`x-overflow: reject-publish`). `None`: unbounded.
     pub max_queue_length: Option<u32>,
     /// How long the events stream keeps events (`x-max-age`), and how long
     /// a request may wait in its queue (`x-message-ttl`).
     pub retention: Duration,
+    /// A quorum queue's `x-delivery-limit`.
+    pub delivery_limit: u32,
 }
 
 fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
@@ -38,12 +102,16 @@ fn long(s: &str) -> AMQPValue {
 
 /// The arguments of each queue of `topology`, in declaration order.
 pub fn queue_arguments(topology: &Topology, settings: &QueueSettings) -> Vec<(String, FieldTable)> {
-    let mut request = vec![
+    let kind: Vec<(&str, AMQPValue)> = match settings.queue_type {
         // Classic queue v2 (RabbitMQ 3.10+; older brokers ignore it): far
         // less broker CPU per persistent message than v1.
-        ("x-queue-version", AMQPValue::LongLongInt(2)),
-        // Rejected (undecodable) requests go to `<queue>.dead` through the
-        // default exchange: never requeued forever, never lost.
+        QueueType::Classic => vec![("x-queue-version", AMQPValue::LongLongInt(2))],
+        QueueType::Quorum => vec![("x-queue-type", long("quorum"))],
+    };
+    let mut request = kind.clone();
+    request.extend([
+        // Dead letters go to `<queue>.dead` through the default exchange:
+        // never requeued forever, never lost.
         ("x-dead-letter-exchange", long("")),
         (
             "x-dead-letter-routing-key",
@@ -56,10 +124,24 @@ pub fn queue_arguments(topology: &Topology, settings: &QueueSettings) -> Vec<(St
             "x-message-ttl",
             AMQPValue::LongLongInt(settings.retention.as_millis().clamp(1, i64::MAX as u128) as i64),
         ),
-    ];
+    ]);
     if let Some(max) = settings.max_queue_length {
         request.push(("x-max-length", AMQPValue::LongLongInt(i64::from(max))));
-        request.push(("x-overflow", long("reject-publish")));
+    }
+    match settings.queue_type {
+        QueueType::Classic => {
+            if settings.max_queue_length.is_some() {
+                request.push(("x-overflow", long("reject-publish")));
+            }
+        }
+        QueueType::Quorum => request.extend([
+            ("x-overflow", long("reject-publish")),
+            ("x-dead-letter-strategy", long("at-least-once")),
+            (
+                "x-delivery-limit",
+                AMQPValue::LongLongInt(i64::from(settings.delivery_limit)),
+            ),
+        ]),
     }
     let events = [
         ("x-queue-type", long("stream")),
@@ -69,10 +151,7 @@ pub fn queue_arguments(topology: &Topology, settings: &QueueSettings) -> Vec<(St
         ),
     ];
     vec![
-        (
-            topology.dead_letter_queue.clone(),
-            table(&[("x-queue-version", AMQPValue::LongLongInt(2))]),
-        ),
+        (topology.dead_letter_queue.clone(), table(&kind)),
         (topology.request_queue.clone(), table(&request)),
         (topology.events_stream.clone(), table(&events)),
     ]
@@ -84,7 +163,7 @@ pub async fn declare_topology(
     connection: &Connection,
     topology: &Topology,
     settings: &QueueSettings,
-) -> lapin::Result<()> {
+) -> Result<(), TopologyError> {
     for (name, arguments) in queue_arguments(topology, settings) {
         let channel = connection.create_channel().await?;
         match channel
@@ -98,10 +177,44 @@ pub async fn declare_topology(
             Ok(_) => {
                 let _ = channel.close(200, "ok".into()).await;
             }
+            Err(e)
+                if connection.status().connected() && e.to_string().contains("ACCESS_REFUSED") =>
+            {
+                let channel = connection.create_channel().await?;
+                let passive = QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::durable()
+                };
+                match channel
+                    .queue_declare(name.as_str().into(), passive, FieldTable::default())
+                    .await
+                {
+                    Ok(_) => {
+                        let _ = channel.close(200, "ok".into()).await;
+                    }
+                    Err(_) if connection.status().connected() => {
+                        return Err(TopologyError::NotCreatedYet(name));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
             Err(e) if connection.status().connected() => {
+                let detail = e.to_string();
+                if detail.contains("x-queue-type") && name != topology.events_stream {
+                    let other = match settings.queue_type {
+                        QueueType::Quorum => QueueType::Classic,
+                        QueueType::Classic => QueueType::Quorum,
+                    };
+                    return Err(TopologyError::QueueType {
+                        queue: name,
+                        wanted: settings.queue_type,
+                        other,
+                        detail,
+                    });
+                }
                 tracing::warn!(queue = %name, error = %e, "queue exists with other arguments; using it as it is");
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())

@@ -18,9 +18,10 @@ pub struct KeyLocks {
     held: DashMap<String, Arc<Mutex<()>>>,
 }
 
-/// The right to submit under one key; released when dropped.
-pub struct KeyGuard<'a> {
-    locks: &'a KeyLocks,
+/// The right to submit under one key; released when dropped. Owned, so a
+/// submission can keep it after its client has gone away.
+pub struct KeyGuard {
+    locks: Arc<KeyLocks>,
     key: String,
     guard: Option<OwnedMutexGuard<()>>,
 }
@@ -28,11 +29,11 @@ pub struct KeyGuard<'a> {
 impl KeyLocks {
     /// Waits (at most `timeout`) until no other request with `key` is in
     /// flight on this gateway; `None` if it still is then.
-    pub async fn lock(&self, key: &str, timeout: Duration) -> Option<KeyGuard<'_>> {
+    pub async fn lock(self: &Arc<Self>, key: &str, timeout: Duration) -> Option<KeyGuard> {
         let mutex = self.held.entry(key.to_owned()).or_default().clone();
         let guard = tokio::time::timeout(timeout, mutex.lock_owned()).await;
         let guard = KeyGuard {
-            locks: self,
+            locks: self.clone(),
             key: key.to_owned(),
             guard: guard.ok(),
         };
@@ -49,7 +50,7 @@ impl KeyLocks {
     }
 }
 
-impl Drop for KeyGuard<'_> {
+impl Drop for KeyGuard {
     fn drop(&mut self) {
         drop(self.guard.take());
         // The last one out removes the entry: the map holds only keys in use.
@@ -65,7 +66,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_holder_per_key_and_nothing_left_behind() {
-        let locks = KeyLocks::default();
+        let locks = Arc::new(KeyLocks::default());
         let first = locks.lock("k", Duration::from_secs(1)).await.unwrap();
         assert!(locks.lock("k", Duration::from_millis(50)).await.is_none());
         let other = locks.lock("other", Duration::from_millis(50)).await;

@@ -38,6 +38,7 @@ impl Application {
             topology.clone(),
             config.broker.queue_settings(),
             config.broker.confirm_timeout,
+            config.max_message_bytes,
             identity.clone(),
             links.clone(),
         );

@@ -50,6 +50,10 @@ struct Entry {
     status: Status,
     /// When the entry is dropped (ms since the epoch).
     expires_at_ms: u64,
+    /// The fingerprint of the request accepted under this id (from its
+    /// `accepted` event): a verdict naming another one answers a request
+    /// smuggled in under this id, and does not count.
+    fingerprint: Option<u128>,
 }
 
 /// What applying an event changed (drives metrics).
@@ -66,6 +70,8 @@ pub enum Applied {
     Ignored,
     /// A later result for an id that already has one.
     Duplicate,
+    /// A verdict on another request than the one accepted under this id.
+    Mismatch,
 }
 
 struct KeyEntry {
@@ -73,6 +79,25 @@ struct KeyEntry {
     /// [`verify_core::VerifyRequest::fingerprint`] of that request.
     fingerprint: Option<String>,
     expires_at_ms: u64,
+    /// Read from the stream (not only this gateway's own accept): the
+    /// stream's order decides which request a key belongs to, so every
+    /// gateway ends up with the same answer.
+    from_stream: bool,
+}
+
+/// Where an event comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The events stream, in its order.
+    Stream,
+    /// This gateway's own accept, before the stream echoes it.
+    Local,
+}
+
+/// A fingerprint as a number (None if it is not 32 hex digits).
+fn fingerprint_bits(hex: Option<&String>) -> Option<u128> {
+    hex.filter(|h| h.len() == 32)
+        .and_then(|h| u128::from_str_radix(h, 16).ok())
 }
 
 /// What an `Idempotency-Key` already stands for.
@@ -139,7 +164,7 @@ impl Store {
     }
 
     /// Applies one lifecycle event; safe to call with duplicates and out of order.
-    pub fn apply(&self, event: &Event) -> Applied {
+    pub fn apply(&self, event: &Event, origin: Origin) -> Applied {
         let now = now_ms();
         let at_ms = if event.at_ms > now + MAX_CLOCK_SKEW_MS {
             now
@@ -157,22 +182,21 @@ impl Store {
                 ..
             } => {
                 if let Some(key) = idempotency_key {
-                    self.idempotency
-                        .entry(key.clone())
-                        .or_insert_with(|| KeyEntry {
-                            id: event.id,
-                            fingerprint: fingerprint.clone(),
-                            expires_at_ms,
-                        });
+                    self.bind_key(key, event.id, fingerprint, expires_at_ms, origin, now);
                 }
                 let mut inserted = false;
-                self.entries.entry(event.id).or_insert_with(|| {
+                let mut entry = self.entries.entry(event.id).or_insert_with(|| {
                     inserted = true;
                     Entry {
                         status: Status::Pending,
                         expires_at_ms,
+                        fingerprint: None,
                     }
                 });
+                if entry.fingerprint.is_none() {
+                    entry.fingerprint = fingerprint_bits(fingerprint.as_ref());
+                }
+                drop(entry);
                 if inserted {
                     self.pending.fetch_add(1, Ordering::Relaxed);
                     Applied::Accepted
@@ -180,7 +204,8 @@ impl Store {
                     Applied::Ignored
                 }
             }
-            EventKind::Completed { .. } | EventKind::Failed { .. } => {
+            EventKind::Completed { fingerprint, .. } | EventKind::Failed { fingerprint, .. } => {
+                let answers = fingerprint_bits(fingerprint.as_ref());
                 let (status, outcome, submitted_at_ms) = terminal_status(event, at_ms);
                 let applied = {
                     let mut entry = self.entries.entry(event.id).or_insert_with(|| {
@@ -190,8 +215,12 @@ impl Store {
                         Entry {
                             status: Status::Pending,
                             expires_at_ms,
+                            fingerprint: answers,
                         }
                     });
+                    if entry.fingerprint.is_some() && entry.fingerprint != answers {
+                        return Applied::Mismatch;
+                    }
                     if entry.status.is_pending() {
                         entry.status = status;
                         self.pending.fetch_sub(1, Ordering::Relaxed);
@@ -210,6 +239,46 @@ impl Store {
             }
             EventKind::Checkpoint => Applied::Ignored,
         }
+    }
+
+    /// Binds `key` to `id` unless it is bound (and not expired) already.
+    /// The stream's order wins over this gateway's own accept: if another
+    /// gateway's request with the key came first in the stream, the key is
+    /// rebound to it here too.
+    fn bind_key(
+        &self,
+        key: &str,
+        id: RequestId,
+        fingerprint: &Option<String>,
+        expires_at_ms: u64,
+        origin: Origin,
+        now: u64,
+    ) {
+        let fresh = KeyEntry {
+            id,
+            fingerprint: fingerprint.clone(),
+            expires_at_ms,
+            from_stream: origin == Origin::Stream,
+        };
+        match self.idempotency.entry(key.to_owned()) {
+            dashmap::Entry::Vacant(slot) => {
+                slot.insert(fresh);
+            }
+            dashmap::Entry::Occupied(mut slot) => {
+                let held = slot.get_mut();
+                if held.expires_at_ms <= now {
+                    *held = fresh;
+                } else if origin == Origin::Stream && !held.from_stream {
+                    // The first accept of this key the stream shows decides.
+                    *held = fresh;
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn apply_stream(&self, event: &Event) -> Applied {
+        self.apply(event, Origin::Stream)
     }
 
     /// Waits until `id` has a result, `timeout` passes or `stop` resolves;
@@ -282,6 +351,7 @@ fn terminal_status(event: &Event, at_ms: u64) -> (Status, &'static str, u64) {
             key_id,
             verify_micros,
             submitted_at_ms,
+            ..
         } => (
             Status::Completed {
                 valid: *valid,
@@ -297,6 +367,7 @@ fn terminal_status(event: &Event, at_ms: u64) -> (Status, &'static str, u64) {
         EventKind::Failed {
             error,
             submitted_at_ms,
+            ..
         } => (
             Status::Failed {
                 error: error.clone(),
@@ -314,6 +385,9 @@ fn terminal_status(event: &Event, at_ms: u64) -> (Status, &'static str, u64) {
 mod tests {
     use super::*;
 
+    const F1: &str = "0123456789abcdef0123456789abcdef";
+    const F2: &str = "fedcba9876543210fedcba9876543210";
+
     fn accepted(id: RequestId) -> Event {
         Event::new(
             id,
@@ -322,7 +396,7 @@ mod tests {
                 algorithm: Algorithm::DEFAULT,
                 key_id: None,
                 idempotency_key: Some("k".into()),
-                fingerprint: Some("f1".into()),
+                fingerprint: Some(F1.into()),
             },
         )
     }
@@ -337,6 +411,7 @@ mod tests {
                 key_id: KeyId::new("default"),
                 verify_micros: 1,
                 submitted_at_ms: now_ms(),
+                fingerprint: Some(F1.into()),
             },
         )
     }
@@ -345,26 +420,83 @@ mod tests {
     fn first_result_wins_and_pending_balances() {
         let store = Store::new(Duration::from_secs(60));
         let id = RequestId::new();
-        assert_eq!(store.apply(&accepted(id)), Applied::Accepted);
+        assert_eq!(store.apply_stream(&accepted(id)), Applied::Accepted);
         assert_eq!(store.pending(), 1);
         assert!(matches!(
-            store.apply(&completed(id, true)),
+            store.apply_stream(&completed(id, true)),
             Applied::Finished {
                 outcome: "valid",
                 ..
             }
         ));
-        assert_eq!(store.apply(&completed(id, false)), Applied::Duplicate);
+        assert_eq!(
+            store.apply_stream(&completed(id, false)),
+            Applied::Duplicate
+        );
         assert!(matches!(
             store.get(&id),
             Some(Status::Completed { valid: true, .. })
         ));
         // A late `accepted` does not reset a finished request.
-        assert_eq!(store.apply(&accepted(id)), Applied::Ignored);
+        assert_eq!(store.apply_stream(&accepted(id)), Applied::Ignored);
         assert_eq!(store.pending(), 0);
-        assert_eq!(store.idempotency_key("k", "f1"), KeyUse::Same(id));
-        assert_eq!(store.idempotency_key("k", "f2"), KeyUse::Other(id));
-        assert_eq!(store.idempotency_key("k2", "f1"), KeyUse::Unused);
+        assert_eq!(store.idempotency_key("k", F1), KeyUse::Same(id));
+        assert_eq!(store.idempotency_key("k", F2), KeyUse::Other(id));
+        assert_eq!(store.idempotency_key("k2", F1), KeyUse::Unused);
+    }
+
+    #[test]
+    fn a_verdict_on_another_request_under_the_same_id_does_not_count() {
+        let store = Store::new(Duration::from_secs(60));
+        let id = RequestId::new();
+        store.apply_stream(&accepted(id));
+        let mut smuggled = completed(id, true);
+        if let EventKind::Completed { fingerprint, .. } = &mut smuggled.kind {
+            *fingerprint = Some(F2.into());
+        }
+        assert_eq!(store.apply_stream(&smuggled), Applied::Mismatch);
+        let mut unnamed = completed(id, true);
+        if let EventKind::Completed { fingerprint, .. } = &mut unnamed.kind {
+            *fingerprint = None;
+        }
+        assert_eq!(store.apply_stream(&unnamed), Applied::Mismatch);
+        assert_eq!(store.get(&id), Some(Status::Pending));
+        assert!(matches!(
+            store.apply_stream(&completed(id, false)),
+            Applied::Finished { .. }
+        ));
+    }
+
+    #[test]
+    fn the_streams_order_decides_a_key_and_expired_keys_are_rebound() {
+        let store = Store::new(Duration::from_secs(60));
+        let (mine, theirs) = (RequestId::new(), RequestId::new());
+        // This gateway accepted `mine` with key k; another gateway's request
+        // with k reached the stream first: every gateway settles on it.
+        store.apply(&accepted(mine), Origin::Local);
+        assert_eq!(store.idempotency_key("k", F1), KeyUse::Same(mine));
+        store.apply_stream(&accepted(theirs));
+        store.apply_stream(&accepted(mine));
+        assert_eq!(store.idempotency_key("k", F1), KeyUse::Same(theirs));
+        // An expired binding gives way to a new request with the key.
+        let mut old = accepted(RequestId::new());
+        if let EventKind::Accepted {
+            idempotency_key, ..
+        } = &mut old.kind
+        {
+            *idempotency_key = Some("old".into());
+        }
+        store.apply_stream(&old);
+        store.idempotency.get_mut("old").unwrap().expires_at_ms = now_ms() - 1;
+        let mut again = accepted(RequestId::new());
+        if let EventKind::Accepted {
+            idempotency_key, ..
+        } = &mut again.kind
+        {
+            *idempotency_key = Some("old".into());
+        }
+        store.apply(&again, Origin::Local);
+        assert_eq!(store.idempotency_key("old", F1), KeyUse::Same(again.id));
     }
 
     #[test]
@@ -372,7 +504,7 @@ mod tests {
         let store = Store::new(Duration::from_secs(60));
         let mut far = completed(RequestId::new(), true);
         far.at_ms += 365 * 24 * 3600 * 1000;
-        store.apply(&far);
+        store.apply_stream(&far);
         // (Each read guard is dropped at once: holding one across an apply
         // would deadlock on the shard.)
         let expires = store.entries.get(&far.id).unwrap().expires_at_ms;
@@ -380,7 +512,7 @@ mod tests {
         // A little skew is kept as it is.
         let mut near = completed(RequestId::new(), true);
         near.at_ms += 30_000;
-        store.apply(&near);
+        store.apply_stream(&near);
         assert_eq!(
             store.entries.get(&near.id).unwrap().expires_at_ms,
             near.at_ms + 60_000
@@ -400,7 +532,7 @@ mod tests {
             })
         };
         wait_registered(&store, &id).await;
-        store.apply(&completed(id, true));
+        store.apply_stream(&completed(id, true));
         assert!(matches!(
             waiter.await.unwrap(),
             Some(Status::Completed { valid: true, .. })
@@ -421,13 +553,13 @@ mod tests {
         let store = Store::new(Duration::from_secs(60));
         let id = RequestId::new();
         assert!(matches!(
-            store.apply(&completed(id, false)),
+            store.apply_stream(&completed(id, false)),
             Applied::Finished { .. }
         ));
         assert_eq!(store.pending(), 0);
         let mut old = accepted(RequestId::new());
         old.at_ms -= 61_000;
-        assert_eq!(store.apply(&old), Applied::Ignored);
+        assert_eq!(store.apply_stream(&old), Applied::Ignored);
     }
 
     /// Waits (bounded) until a long-poll on `id` has registered.
@@ -446,7 +578,7 @@ mod tests {
     async fn a_long_poll_wakes_on_the_result() {
         let store = Arc::new(Store::new(Duration::from_secs(60)));
         let id = RequestId::new();
-        store.apply(&accepted(id));
+        store.apply_stream(&accepted(id));
         let waiter = {
             let store = store.clone();
             tokio::spawn(async move {
@@ -458,7 +590,7 @@ mod tests {
             })
         };
         wait_registered(&store, &id).await;
-        store.apply(&completed(id, true));
+        store.apply_stream(&completed(id, true));
         let (status, elapsed) = waiter.await.unwrap();
         assert!(matches!(
             status,

@@ -57,13 +57,14 @@ fn owned_users(prefix: &str, roles: &[&str]) -> Vec<BrokerUser> {
 
 /// Runs a gateway and a worker under their own users; checks verdicts.
 async fn run_service(env: &TestEnv, gateway_url: &str, worker_url: &str, publishers: &str) {
+    // The gateway first: its user may not create the request queue (that
+    // takes read permission on it), so it waits for a worker to make it.
+    let gw = env.gateway_unready(&[
+        ("AMQP_URL", gateway_url.to_owned()),
+        ("RESULT_PUBLISHERS", publishers.to_owned()),
+    ]);
     let _worker = env.worker("worker", &[("AMQP_URL", worker_url.to_owned())]);
-    let gw = env
-        .gateway(&[
-            ("AMQP_URL", gateway_url.to_owned()),
-            ("RESULT_PUBLISHERS", publishers.to_owned()),
-        ])
-        .await;
+    gw.wait_ready(Duration::from_secs(30)).await;
     let signer = Signer2048::new();
     let valid = gw.submit(&body_for(&signer, "per-role users", false)).await;
     let tampered = gw.submit(&body_for(&signer, "per-role users", true)).await;

@@ -73,6 +73,7 @@ pub async fn seed(args: Args) -> anyhow::Result<()> {
                 key_id: KeyId::new("default"),
                 verify_micros: 20,
                 submitted_at_ms: verify_core::now_ms(),
+                fingerprint: None,
             },
         ] {
             batch.push(Event::new(id, "seed", kind));

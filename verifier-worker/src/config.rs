@@ -43,13 +43,6 @@ pub struct Config {
     #[arg(long, env = "WORKER_HTTP_ADDR")]
     pub worker_http_addr: Option<SocketAddr>,
 
-    /// How many times a request message may come back (its worker died, or
-    /// its verdict could not be published) before it is answered `failed`
-    /// (`delivery_limit`) and dead-lettered: at most DELIVERY_LIMIT + 1
-    /// deliveries, as RabbitMQ's `x-delivery-limit` counts.
-    #[arg(long, env = "DELIVERY_LIMIT", default_value_t = 5)]
-    pub delivery_limit: u32,
-
     /// Longest time a graceful shutdown may take to finish held requests.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,

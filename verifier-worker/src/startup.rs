@@ -56,7 +56,8 @@ impl Worker {
             ),
             topology,
             identity,
-            delivery_limit: config.delivery_limit,
+            delivery_limit: config.broker.delivery_limit,
+            broker_counts_deliveries: config.broker.queue_type == broker::QueueType::Quorum,
             retention: config.broker.result_retention,
         };
         let (consuming, consume_task) = consume::spawn(

@@ -250,7 +250,10 @@ impl VerifyRequest {
 
     /// A digest of what was asked (document, signature, algorithm, key):
     /// two submissions with the same fingerprint ask the same question.
-    /// Idempotency keys are bound to it.
+    /// Idempotency keys are bound to it, and a verdict names the fingerprint
+    /// of the request it answers, so a gateway can tell it from a verdict on
+    /// another request smuggled in under the same id. 128 bits of SHA-256,
+    /// as 32 hex digits.
     pub fn fingerprint(&self) -> String {
         let mut hash = Sha256::new();
         for part in [
@@ -264,7 +267,7 @@ impl VerifyRequest {
             hash.update((part.len() as u64).to_be_bytes());
             hash.update(part);
         }
-        hex::encode(hash.finalize())
+        hex::encode(&hash.finalize()[..16])
     }
 }
 
@@ -308,7 +311,8 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         idempotency_key: Option<String>,
         /// [`VerifyRequest::fingerprint`], so every gateway can tell a retry
-        /// (same key, same request) from a reused key (same key, other request).
+        /// (same key, same request) from a reused key (same key, other
+        /// request), and a verdict on this request from one on another.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         fingerprint: Option<String>,
     },
@@ -322,6 +326,9 @@ pub enum EventKind {
         verify_micros: u64,
         /// When the gateway submitted the request (for end-to-end latency).
         submitted_at_ms: u64,
+        /// [`VerifyRequest::fingerprint`] of the request verified.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fingerprint: Option<String>,
     },
     /// A worker could not check the signature (unknown key, disabled
     /// algorithm, unreadable request, delivery limit reached).
@@ -329,6 +336,9 @@ pub enum EventKind {
     Failed {
         error: ErrorBody,
         submitted_at_ms: u64,
+        /// [`VerifyRequest::fingerprint`] of the request, when it could be read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fingerprint: Option<String>,
     },
     /// A gateway's replay marker: it appends one when it starts reading the
     /// stream and is caught up when it reads it back. Carries no state; the
@@ -501,6 +511,7 @@ mod tests {
                 key_id: KeyId::new("default"),
                 verify_micros: 20,
                 submitted_at_ms: 1,
+                fingerprint: Some("00ff".into()),
             },
             EventKind::Failed {
                 error: ErrorBody {
@@ -508,6 +519,7 @@ mod tests {
                     message: "no key".into(),
                 },
                 submitted_at_ms: 1,
+                fingerprint: None,
             },
             EventKind::Checkpoint,
         ] {

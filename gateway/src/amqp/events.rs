@@ -26,7 +26,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use tokio_util::sync::CancellationToken;
 use verify_core::{Event, EventKind, RequestId, Topology};
 
-use crate::store::{Applied, Store};
+use crate::store::{Applied, Origin, Store};
 
 /// Acknowledge stream deliveries in batches (stream acks only return credit).
 const ACK_BATCH: u64 = 200;
@@ -213,7 +213,16 @@ impl Projection {
                                 );
                                 continue;
                             }
-                            record(store.apply(&event), event.at_ms >= started_at_ms);
+                            let applied = store.apply(&event, Origin::Stream);
+                            if applied == Applied::Mismatch {
+                                trust.reject(
+                                    "fingerprint_mismatch",
+                                    source,
+                                    &format_args!("a verdict for {} on another request than the one accepted under that id", event.id),
+                                );
+                                continue;
+                            }
+                            record(applied, event.at_ms >= started_at_ms);
                         }
                         // The last few deliveries may stay unacked while the stream
                         // is idle; ACK_BATCH < prefetch, so credit never runs out.

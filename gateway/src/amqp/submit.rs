@@ -18,14 +18,13 @@ pub enum SubmitError {
     QueueFull,
     #[error("{0}")]
     Broker(PublishError),
+    #[error("the submission failed unexpectedly: {0}")]
+    Internal(String),
 }
 
 /// Requests per message at most: a batch is verified by one worker, so it is
 /// kept small enough to spread over several.
-const REQUEST_BATCH: BatchLimits = BatchLimits {
-    max_items: 32,
-    ..BatchLimits::DEFAULT
-};
+const REQUEST_BATCH_ITEMS: usize = 32;
 
 /// The publishing side: a supervised connection with one confirm channel.
 #[derive(Clone)]
@@ -44,6 +43,7 @@ impl Submitter {
         topology: Arc<Topology>,
         settings: broker::QueueSettings,
         confirm_timeout: std::time::Duration,
+        max_message_bytes: usize,
         identity: Arc<str>,
         shutdown: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
@@ -65,7 +65,13 @@ impl Submitter {
             link.clone(),
             topology.request_queue.clone(),
             "verify-requests",
-            REQUEST_BATCH,
+            BatchLimits {
+                max_items: REQUEST_BATCH_ITEMS,
+                // A batch never grows past what the broker takes.
+                max_bytes: BatchLimits::DEFAULT.max_bytes.min(max_message_bytes),
+                retry_for: confirm_timeout,
+                ..BatchLimits::DEFAULT
+            },
         );
         let events = BatchPublisher::spawn(
             link.clone(),
@@ -99,7 +105,8 @@ impl Submitter {
         &self,
         request: &VerifyRequest,
         encoded: Vec<u8>,
-        idempotency: Option<(String, String)>,
+        fingerprint: String,
+        idempotency_key: Option<String>,
     ) -> Result<Event, SubmitError> {
         if self.link.current().is_none() {
             return Err(SubmitError::Disconnected);
@@ -110,7 +117,6 @@ impl Submitter {
             Err(PublishError::Disconnected) => return Err(SubmitError::Disconnected),
             Err(e) => return Err(SubmitError::Broker(e)),
         }
-        let (idempotency_key, fingerprint) = idempotency.unzip();
         let accepted = Event {
             at_ms: request.submitted_at_ms,
             ..Event::new(
@@ -120,7 +126,7 @@ impl Submitter {
                     algorithm: request.algorithm,
                     key_id: request.key_id.clone(),
                     idempotency_key,
-                    fingerprint,
+                    fingerprint: Some(fingerprint),
                 },
             )
         };

@@ -20,7 +20,7 @@ use super::submit;
 use crate::amqp::events::Projection;
 use crate::amqp::submit::{SubmitError, Submitter};
 use crate::idempotency::KeyLocks;
-use crate::store::{KeyUse, Status, Store};
+use crate::store::{KeyUse, Origin, Status, Store};
 
 /// Health paths (compose.yaml's health checks use them; a test holds the two together).
 pub const HEALTH_PATH: &str = "/healthz";
@@ -106,53 +106,67 @@ async fn submit(
     let request = submit::parse(&body, state.docs_dir.as_deref(), state.body_limit).await?;
     drop(body);
     let encoded = request.encode();
-    if encoded.len() > state.max_message_bytes {
+    // A message carries its requests in a JSON array: two more bytes.
+    if encoded.len() + 2 > state.max_message_bytes {
         return Err(ApiError::MessageTooLarge {
-            size: encoded.len(),
+            size: encoded.len() + 2,
             limit: state.max_message_bytes,
         });
     }
+    let fingerprint = request.fingerprint();
     // One request per key in flight on this gateway; the others wait for it.
-    let (_key_guard, idempotency) = match idempotency_key {
-        None => (None, None),
+    let key_guard = match &idempotency_key {
+        None => None,
         Some(key) => {
             let guard = state
                 .idempotency
-                .lock(&key, state.idempotency_wait)
+                .lock(key, state.idempotency_wait)
                 .await
                 .ok_or(ApiError::IdempotencyConflict)?;
-            let fingerprint = request.fingerprint();
-            match state.store.idempotency_key(&key, &fingerprint) {
+            match state.store.idempotency_key(key, &fingerprint) {
                 KeyUse::Same(id) => return Ok(accepted(id)),
                 KeyUse::Other(_) => return Err(ApiError::IdempotencyKeyReused),
-                KeyUse::Unused => (Some(guard), Some((key, fingerprint))),
+                KeyUse::Unused => Some(guard),
             }
         }
     };
-    match state.submitter.submit(&request, encoded, idempotency).await {
-        Ok(event) => {
+    // From here the submission runs to its end even if the client goes
+    // away: once the request may be in the queue, its id, its key and its
+    // `accepted` event must be recorded (a retry then finds the key).
+    let id = request.id;
+    let submission = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let _key_guard = key_guard;
+            let event = state
+                .submitter
+                .submit(&request, encoded, fingerprint, idempotency_key)
+                .await?;
             metrics::counter!("gateway_accepted_total").increment(1);
             // Read-your-write: this gateway knows the id (and the key) before
             // the stream echoes the event.
-            state.store.apply(&event);
-            Ok(accepted(request.id))
-        }
-        Err(e) => {
-            let (code, reason) = match &e {
-                SubmitError::QueueFull => ("queue_full", "queue_full"),
-                SubmitError::Disconnected => ("broker_unavailable", "disconnected"),
-                SubmitError::Broker(_) => ("broker_unavailable", "broker_error"),
-            };
-            metrics::counter!("gateway_refused_total", "reason" => reason).increment(1);
-            tracing::warn!(error = %e, "request not accepted");
-            Err(ApiError::Unavailable {
-                code,
-                message: format!(
-                    "the request was not accepted ({e}); retry after {RETRY_AFTER_SECS} s"
-                ),
-            })
-        }
-    }
+            state.store.apply(&event, Origin::Local);
+            Ok::<_, SubmitError>(())
+        })
+    };
+    let refused = match submission.await {
+        Ok(Ok(())) => return Ok(accepted(id)),
+        Ok(Err(e)) => e,
+        Err(panicked) => SubmitError::Internal(panicked.to_string()),
+    };
+    let (code, reason) = match &refused {
+        SubmitError::QueueFull => ("queue_full", "queue_full"),
+        SubmitError::Disconnected => ("broker_unavailable", "disconnected"),
+        SubmitError::Broker(_) | SubmitError::Internal(_) => ("broker_unavailable", "broker_error"),
+    };
+    metrics::counter!("gateway_refused_total", "reason" => reason).increment(1);
+    tracing::warn!(error = %refused, "request not accepted");
+    Err(ApiError::Unavailable {
+        code,
+        message: format!(
+            "the request was not accepted ({refused}); retry after {RETRY_AFTER_SECS} s"
+        ),
+    })
 }
 
 fn accepted(id: RequestId) -> Response {

@@ -75,7 +75,9 @@ pub fn spawn(
                     }
                     tokio::select! {
                         d = consumer.next(), if !paused => d,
-                        _ = tokio::time::sleep(Duration::from_millis(50)), if paused => continue,
+                        // Look again now and then: the broker may block us
+                        // while we wait for a delivery.
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
                         _ = session.shutdown.cancelled() => {
                             stopping = true;
                             channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await?;

@@ -8,13 +8,16 @@
 //! - Items are settled one by one. An item that cannot be read is
 //!   dead-lettered alone and, when its id can be read, answered `failed`
 //!   (`unreadable_request`); the rest of its batch is verified as usual.
-//! - Deliveries are bounded. The queue is classic, which does not count
-//!   deliveries, so the worker counts them in the `x-requeue-count` header:
-//!   a redelivered message (its worker died, or gave it back) is published
-//!   again with the count raised and the original acked; requests whose
-//!   verdict could not be published go back the same way. On the last
-//!   delivery (count = `DELIVERY_LIMIT`) every request in the message is
-//!   answered `failed` (`delivery_limit`) and the message dead-lettered.
+//! - Deliveries are bounded. Requests whose verdict could not be published
+//!   go back to the queue as a new message counting the deliveries so far
+//!   (`x-requeue-count`), and the original is acked. A message whose worker
+//!   died is counted by the broker on a quorum queue (`x-delivery-count`);
+//!   a classic queue does not count, so a redelivered message is published
+//!   again with `x-requeue-count` raised and the original acked. On the
+//!   last delivery (the two counts together = `DELIVERY_LIMIT`) every
+//!   request in the message is answered `failed` (`delivery_limit`) and the
+//!   message dead-lettered; should that delivery crash its worker too, a
+//!   quorum queue's `x-delivery-limit` dead-letters it.
 //! - A request older than the retention (its id has expired) is
 //!   dead-lettered (`expired`) instead of verified; the queue's
 //!   `x-message-ttl` does the same for requests still waiting in it.
@@ -35,10 +38,15 @@ use crate::pool::VerifyPool;
 
 /// How many times the messages' earlier copies were given back.
 pub const REQUEUE_HEADER: &str = "x-requeue-count";
+/// How many times the broker returned this copy (quorum queues).
+const BROKER_COUNT_HEADER: &str = "x-delivery-count";
 /// Why the worker dead-lettered a message (`unreadable_request`,
 /// `delivery_limit`, `expired`), and the details.
 pub const DEAD_REASON_HEADER: &str = "x-dead-reason";
 pub const DEAD_DETAIL_HEADER: &str = "x-dead-detail";
+
+/// Items of one message settled at once (a gateway's batches hold 32).
+const SETTLE_AT_ONCE: usize = 64;
 
 /// Longest a held message waits for the results link to come back (or the
 /// broker to lift an alarm) before it is given back.
@@ -58,6 +66,9 @@ pub struct Handler {
     /// Deliveries after the first a message may have (RabbitMQ's
     /// `x-delivery-limit` semantics): the last one answers `failed`.
     pub delivery_limit: u32,
+    /// The queue counts deliveries itself (a quorum queue's
+    /// `x-delivery-count`); a classic queue does not.
+    pub broker_counts_deliveries: bool,
     /// Requests older than this are not verified (their ids have expired).
     pub retention: Duration,
 }
@@ -74,9 +85,12 @@ impl Handler {
     /// One delivery, start to ack. Never panics, never leaves it unsettled
     /// while the channel lives.
     pub(super) async fn handle(self, delivery: Delivery) {
-        let mut returned = requeue_count(&delivery);
+        let mut returned = header_count(&delivery, REQUEUE_HEADER)
+            .saturating_add(header_count(&delivery, BROKER_COUNT_HEADER));
         if delivery.redelivered {
             metrics::counter!("worker_redeliveries_total").increment(1);
+        }
+        if delivery.redelivered && !self.broker_counts_deliveries {
             // This copy came back without being counted: count it.
             returned = returned.saturating_add(1);
             if returned < self.delivery_limit {
@@ -99,9 +113,14 @@ impl Handler {
             return;
         }
 
-        let outcomes =
-            futures_util::future::join_all(items.iter().map(|raw| self.settle(raw, returned)))
-                .await;
+        // A bounded number of items at once: a hostile message of a million
+        // tiny items must not become a million futures.
+        let mut outcomes = Vec::with_capacity(items.len());
+        for chunk in items.chunks(SETTLE_AT_ONCE) {
+            let settled =
+                futures_util::future::join_all(chunk.iter().map(|raw| self.settle(raw, returned)));
+            outcomes.extend(settled.await);
+        }
         let retry: Vec<&RawValue> = items
             .iter()
             .zip(outcomes)
@@ -140,6 +159,7 @@ impl Handler {
                             "unreadable_request",
                             format!("the worker could not read this request: {detail}"),
                             now_ms(),
+                            None,
                         );
                         self.publish_event(Event::new(id, &self.identity, kind))
                             .await
@@ -184,7 +204,13 @@ impl Handler {
     }
 
     /// The last delivery a message may have: every request in it is
-    /// answered `failed` (`delivery_limit`) and the message dead-lettered.
+    /// answered `failed` (`delivery_limit`, or `unreadable_request` for an
+    /// item that cannot be read but names its id) and the message
+    /// dead-lettered. If an answer cannot be published for now (no
+    /// connection, the broker blocks us), the message goes back with its
+    /// count unchanged, to be answered on its next delivery; if the broker
+    /// refuses the answer itself (the stream is gone), the message is
+    /// dead-lettered all the same, so nothing loops.
     async fn last_delivery(&self, delivery: &Delivery, items: &[&RawValue], returned: u32) {
         let detail = format!(
             "delivered {} times without a confirmed verdict",
@@ -195,24 +221,54 @@ impl Handler {
             returned,
             "delivery limit reached; answering failed"
         );
+        let mut answered = true;
         for raw in items {
-            let Ok(request) = VerifyRequest::decode_item(raw) else {
-                continue;
+            let (id, kind) = match VerifyRequest::decode_item(raw) {
+                Ok(request) => (
+                    request.id,
+                    failed(
+                        "delivery_limit",
+                        format!("the request was {detail}"),
+                        request.submitted_at_ms,
+                        Some(request.fingerprint()),
+                    ),
+                ),
+                Err(unreadable) => match unreadable.id {
+                    Some(id) => (
+                        id,
+                        failed(
+                            "unreadable_request",
+                            format!(
+                                "the worker could not read this request: {}",
+                                unreadable.error
+                            ),
+                            now_ms(),
+                            None,
+                        ),
+                    ),
+                    None => continue,
+                },
             };
-            let kind = failed(
-                "delivery_limit",
-                format!("the request was {detail}"),
-                request.submitted_at_ms,
-            );
             if let Err(e) = self
-                .publish_event(Event::new(request.id, &self.identity, kind))
+                .publish_event(Event::new(id, &self.identity, kind))
                 .await
             {
-                tracing::warn!(id = %request.id, error = %e, "could not publish the delivery_limit verdict");
+                tracing::warn!(%id, error = %e, "could not publish the last delivery's verdict");
+                answered &= !matches!(
+                    e,
+                    PublishError::Disconnected
+                        | PublishError::Connection(_)
+                        | PublishError::Timeout(_)
+                        | PublishError::Closed
+                );
             }
         }
-        self.dead_letter_message(delivery, "delivery_limit", &detail, returned)
-            .await;
+        if answered {
+            self.dead_letter_message(delivery, "delivery_limit", &detail, returned)
+                .await;
+        } else {
+            self.give_back(delivery, &delivery.data, returned).await;
+        }
     }
 
     /// Verifies one request and appends its result event (confirmed).
@@ -229,11 +285,17 @@ impl Handler {
                     key_id: verdict.key_id,
                     verify_micros: took.as_micros() as u64,
                     submitted_at_ms: request.submitted_at_ms,
+                    fingerprint: Some(request.fingerprint()),
                 }
             }
             Ok((Err(e), _)) => {
                 metrics::counter!("worker_verifications_total", "outcome" => e.code(), "algorithm" => request.algorithm.name()).increment(1);
-                failed(e.code(), e.to_string(), request.submitted_at_ms)
+                failed(
+                    e.code(),
+                    e.to_string(),
+                    request.submitted_at_ms,
+                    Some(request.fingerprint()),
+                )
             }
             Err(panic) => {
                 tracing::error!(id = %request.id, %panic, "verification panicked");
@@ -241,6 +303,7 @@ impl Handler {
                     "internal_error",
                     "the verification failed unexpectedly".into(),
                     request.submitted_at_ms,
+                    Some(request.fingerprint()),
                 )
             }
         };
@@ -364,8 +427,12 @@ impl Handler {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not give the message back; requeueing it");
-                // Let the link come back first, so the message does not spin.
+                // Let the link come back, and in any case pause: a refused
+                // copy (a full queue) must not turn into a hot loop. (A
+                // quorum queue counts this return; a classic one does not.)
+                let paused = tokio::time::Instant::now();
                 self.results.wait_usable(Duration::from_secs(1)).await;
+                tokio::time::sleep_until(paused + Duration::from_secs(1)).await;
                 let _ = delivery
                     .acker
                     .nack(BasicNackOptions {
@@ -378,12 +445,12 @@ impl Handler {
     }
 }
 
-/// The deliveries earlier copies of this message had (our header).
-fn requeue_count(delivery: &Delivery) -> u32 {
+/// A count in a header of the message (0 when absent or not a number).
+fn header_count(delivery: &Delivery, name: &str) -> u32 {
     let Some(headers) = delivery.properties.headers() else {
         return 0;
     };
-    match headers.inner().get(REQUEUE_HEADER) {
+    match headers.inner().get(name) {
         Some(AMQPValue::LongUInt(n)) => *n,
         Some(AMQPValue::LongInt(n)) => (*n).max(0) as u32,
         Some(AMQPValue::LongLongInt(n)) => (*n).clamp(0, i64::from(u32::MAX)) as u32,
@@ -395,12 +462,18 @@ fn requeue_count(delivery: &Delivery) -> u32 {
     }
 }
 
-fn failed(code: &str, message: String, submitted_at_ms: u64) -> EventKind {
+fn failed(
+    code: &str,
+    message: String,
+    submitted_at_ms: u64,
+    fingerprint: Option<String>,
+) -> EventKind {
     EventKind::Failed {
         error: ErrorBody {
             code: code.to_owned(),
             message,
         },
         submitted_at_ms,
+        fingerprint,
     }
 }
