@@ -11,6 +11,7 @@
 #   scripts/cluster.sh kill N    SIGKILL node N (1-3): a machine dying
 #   scripts/cluster.sh start N   start node N again (it rejoins by itself)
 #   scripts/cluster.sh leader Q  the node (1-3) that leads quorum queue Q
+#   scripts/cluster.sh wait      until all three nodes run in the cluster
 #
 # Environment: CLUSTER_NAME (default sigc: nodes sigc1..3@localhost),
 # CLUSTER_PORT (default 5701: AMQP ports 5701..5703, distribution ports
@@ -63,6 +64,13 @@ case ${1:-} in
     for n in 1 2 3; do rabbitmqctl -n "$(node "$n")" stop >/dev/null 2>&1 || true; done
     ;;
   status) ctl 1 cluster_status ;;
+  wait)
+    for n in 1 2 3; do
+      port_open 127.0.0.1 "$(port "$n")" || continue
+      ctl "$n" await_online_nodes 3 --timeout 60 >/dev/null && exit 0
+    done
+    exit 1
+    ;;
   url) url ;;
   kill)
     n=${2:?node number}
@@ -87,5 +95,5 @@ case ${1:-} in
     done
     echo "no leader found for $q" >&2; exit 1
     ;;
-  *) sed -n '2,19p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,20p' "$0" >&2; exit 2 ;;
 esac

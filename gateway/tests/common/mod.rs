@@ -252,11 +252,19 @@ impl TestEnv {
             .unwrap();
     }
 
+    /// A connection to this test's broker (the first node that answers).
+    pub async fn connect(&self) -> Connection {
+        for url in self.amqp_url.split(',') {
+            if let Ok(conn) = Connection::connect(url, ConnectionProperties::default()).await {
+                return conn;
+            }
+        }
+        panic!("no broker answers at {}", self.amqp_url);
+    }
+
     /// Deletes a queue of this test (to make publishing to it fail).
     pub async fn delete_queue(&self, queue: &str) {
-        let conn = Connection::connect(&self.amqp_url, ConnectionProperties::default())
-            .await
-            .unwrap();
+        let conn = self.connect().await;
         let channel = conn.create_channel().await.unwrap();
         channel
             .queue_delete(queue.into(), QueueDeleteOptions::default())
@@ -286,9 +294,7 @@ impl TestEnv {
     /// Messages waiting in this test's dead-letter queue: headers and body.
     /// They are read without being acked, so they stay in the queue.
     pub async fn dead_letters(&self) -> Vec<(FieldTable, Vec<u8>)> {
-        let conn = Connection::connect(&self.amqp_url, ConnectionProperties::default())
-            .await
-            .unwrap();
+        let conn = self.connect().await;
         let channel = conn.create_channel().await.unwrap();
         let dead = format!("{}.dead", self.queue);
         let mut found = Vec::new();
@@ -307,9 +313,7 @@ impl TestEnv {
 
     /// Number of messages ready in a queue of this test.
     pub async fn queue_depth(&self, queue: &str) -> u32 {
-        let conn = Connection::connect(&self.amqp_url, ConnectionProperties::default())
-            .await
-            .unwrap();
+        let conn = self.connect().await;
         let channel = conn.create_channel().await.unwrap();
         let q = channel
             .queue_declare(
@@ -734,5 +738,82 @@ impl Drop for BrokerUser {
         let _ = Command::new("rabbitmqctl")
             .args(["delete_user", &self.name])
             .output();
+    }
+}
+
+/// A three-node cluster of private RabbitMQ nodes (scripts/cluster.sh),
+/// stopped when dropped. The shared broker is never touched.
+pub struct Cluster {
+    name: String,
+    base_port: u16,
+    dir: tempfile::TempDir,
+}
+
+/// Three consecutive free ports (and their distribution ports, +20000).
+fn free_port_run() -> u16 {
+    loop {
+        let base = 30_000 + (rand::random::<u16>() % 9_000);
+        let free = (0..3).all(|i| {
+            std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", base + i + 20_000)).is_ok()
+        });
+        if free {
+            return base;
+        }
+    }
+}
+
+impl Cluster {
+    pub fn start() -> Self {
+        let cluster = Cluster {
+            name: format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            base_port: free_port_run(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        cluster.script(&["up"]);
+        cluster
+    }
+
+    /// Runs scripts/cluster.sh for this cluster; its standard output.
+    pub fn script(&self, args: &[&str]) -> String {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cluster.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .args(args)
+            .env("CLUSTER_NAME", &self.name)
+            .env("CLUSTER_PORT", self.base_port.to_string())
+            .env("CLUSTER_DIR", self.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cluster.sh {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Every node's URL, comma-separated (an `AMQP_URL`).
+    pub fn url(&self) -> String {
+        self.script(&["url"])
+    }
+
+    /// The node (1 to 3) leading quorum queue `queue`.
+    pub fn leader(&self, queue: &str) -> u8 {
+        self.script(&["leader", queue]).parse().unwrap()
+    }
+
+    pub fn kill(&self, node: u8) {
+        self.script(&["kill", &node.to_string()]);
+    }
+
+    pub fn start_node(&self, node: u8) {
+        self.script(&["start", &node.to_string()]);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.script(&["down"])));
     }
 }

@@ -1,0 +1,200 @@
+//! A three-node RabbitMQ cluster that loses a node, under load, and nothing
+//! else: two gateways and two workers given all three URLs, a steady load,
+//! the node leading the request queue SIGKILLed, started again, and then a
+//! second node killed the same way. Every 202 ends in the right verdict;
+//! every gateway is ready again within 10 s; POSTs in between are answered
+//! (202 or 503 + Retry-After), never left hanging; results a gateway had
+//! projected survive the loss of its node.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+#[derive(Default)]
+struct Load {
+    /// (id, expected verdict) of every 202.
+    accepted: Mutex<Vec<(String, bool)>>,
+    refused: AtomicU64,
+    /// Answers that were neither 202 nor 503 + Retry-After.
+    wrong: Mutex<Vec<String>>,
+    slowest_ms: AtomicU64,
+    stop: AtomicBool,
+}
+
+impl Load {
+    fn accepted(&self) -> usize {
+        self.accepted.lock().unwrap().len()
+    }
+}
+
+/// Posts bodies round-robin to the gateways, `clients` at a time, until stopped.
+async fn drive(
+    bases: Vec<String>,
+    bodies: Arc<Vec<(Value, bool)>>,
+    load: Arc<Load>,
+    client: usize,
+) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut i = client;
+    while !load.stop.load(Ordering::Relaxed) {
+        let (body, valid) = &bodies[i % bodies.len()];
+        let base = &bases[i % bases.len()];
+        i += 7;
+        let started = Instant::now();
+        let answer = http
+            .post(format!("{base}/api/signature"))
+            .json(body)
+            .send()
+            .await;
+        load.slowest_ms
+            .fetch_max(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        match answer {
+            Ok(r) if r.status() == 202 => {
+                let json: Value = r.json().await.unwrap();
+                let id = json["id"].as_str().unwrap().to_owned();
+                load.accepted.lock().unwrap().push((id, *valid));
+            }
+            Ok(r) if r.status() == 503 && r.headers().contains_key("retry-after") => {
+                load.refused.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok(r) => load.wrong.lock().unwrap().push(format!("{}", r.status())),
+            Err(e) => load.wrong.lock().unwrap().push(e.to_string()),
+        }
+    }
+}
+
+async fn accepted_at_least(load: &Load, n: usize) {
+    wait_for(
+        &format!("{n} requests accepted"),
+        Duration::from_secs(120),
+        || async { load.accepted() >= n },
+    )
+    .await;
+}
+
+/// Kills `node`, then watches every gateway's /readyz for 12 s; the time
+/// after the kill at which the last of them was last seen not ready.
+async fn kill_and_watch(cluster: &Cluster, node: u8, gateways: &[String]) -> Duration {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    cluster.kill(node);
+    let killed = Instant::now();
+    let mut last_unready = Duration::ZERO;
+    while killed.elapsed() < Duration::from_secs(12) {
+        for base in gateways {
+            let ok = http
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            if !ok {
+                last_unready = killed.elapsed();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last_unready
+}
+
+#[tokio::test]
+async fn losing_any_one_node_under_load_loses_nothing() {
+    let cluster = Cluster::start();
+    let env = TestEnv::with_broker(cluster.url());
+    let (_w1, _) = env.ready_worker("worker-1", &[]).await;
+    let (_w2, _) = env.ready_worker("worker-2", &[]).await;
+    let a = env.gateway(&[]).await;
+    let b = env.gateway(&[]).await;
+    let gateways = vec![a.base.clone(), b.base.clone()];
+
+    let signer = Signer2048::new();
+    let bodies: Arc<Vec<(Value, bool)>> = Arc::new(
+        (0..40)
+            .map(|i| {
+                let tampered = i % 8 == 0;
+                (
+                    body_for(&signer, &format!("clustered {i}"), tampered),
+                    !tampered,
+                )
+            })
+            .collect(),
+    );
+    let load = Arc::new(Load::default());
+    let clients: Vec<_> = (0..8)
+        .map(|c| tokio::spawn(drive(gateways.clone(), bodies.clone(), load.clone(), c)))
+        .collect();
+
+    accepted_at_least(&load, 300).await;
+    // Results both gateways have projected before any node dies.
+    let before: Vec<(String, bool)> = load.accepted.lock().unwrap()[..100].to_vec();
+    for (id, valid) in &before {
+        assert_eq!(a.result(id, Duration::from_secs(30)).await["valid"], *valid);
+        assert_eq!(b.result(id, Duration::from_secs(30)).await["valid"], *valid);
+    }
+
+    let first = cluster.leader(&env.queue);
+    let unready = kill_and_watch(&cluster, first, &gateways).await;
+    eprintln!("killed node {first} (leader): gateways last unready {unready:?} after the kill");
+    assert!(
+        unready < Duration::from_secs(10),
+        "not ready again within 10 s: {unready:?}"
+    );
+    let after_first = load.accepted();
+    accepted_at_least(&load, after_first + 300).await;
+
+    cluster.start_node(first);
+    cluster.script(&["wait"]);
+    let second = cluster.leader(&env.queue);
+    let unready = kill_and_watch(&cluster, second, &gateways).await;
+    eprintln!("killed node {second} (leader): gateways last unready {unready:?} after the kill");
+    assert!(
+        unready < Duration::from_secs(10),
+        "not ready again within 10 s: {unready:?}"
+    );
+    let after_second = load.accepted();
+    accepted_at_least(&load, (after_second + 300).max(1_100)).await;
+    load.stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+
+    let wrong = load.wrong.lock().unwrap().clone();
+    assert!(
+        wrong.is_empty(),
+        "answers other than 202 / 503 + Retry-After: {wrong:?}"
+    );
+    let slowest = load.slowest_ms.load(Ordering::Relaxed);
+    assert!(slowest < 15_000, "a POST took {slowest} ms");
+    let accepted = load.accepted.lock().unwrap().clone();
+    for (id, valid) in &accepted {
+        let result = a.result(id, Duration::from_secs(60)).await;
+        assert_eq!(result["status"], "completed", "{result}");
+        assert_eq!(result["valid"], *valid, "{result}");
+    }
+    // What the gateways had projected before the kills is still there.
+    for gw in [&a, &b] {
+        for (id, valid) in &before {
+            let (status, _, json) = gw.get(&format!("/api/signature/{id}")).await;
+            assert_eq!(
+                (status, json["valid"].as_bool()),
+                (200, Some(*valid)),
+                "{json}"
+            );
+        }
+    }
+    eprintln!(
+        "{} accepted, all verified; {} refused with 503; slowest POST {slowest} ms",
+        accepted.len(),
+        load.refused.load(Ordering::Relaxed)
+    );
+}
