@@ -14,6 +14,8 @@
 #       into .env when missing (compose reads .env by itself).
 #
 # Environment: SECRETS_DIR (default run/secrets), ENV_FILE (default .env),
+# BROKER_HOSTS (create: host:port of each node, default 127.0.0.1:5672;
+# rabbitmqctl talks to RABBITMQ_NODENAME, default the local node),
 # REQUEST_QUEUE (default verifySignature: the permissions are
 # scoped to its queues), BROKER_USER_PREFIX (default sig: users
 # <prefix>-gateway, <prefix>-worker, and <prefix>-admin for compose),
@@ -87,11 +89,17 @@ case ${1:-} in
     done
     rabbitmqctl -q set_permissions -p / "$gateway_user" "${gateway_perms[@]}" >/dev/null
     rabbitmqctl -q set_permissions -p / "$worker_user" "${worker_perms[@]}" >/dev/null
-    host=${BROKER_HOST:-127.0.0.1:5672}
+    # One URL per node (BROKER_HOSTS: host:port,... for a cluster).
+    urls_for() {
+      local host out=()
+      IFS=, read -ra hosts <<<"${BROKER_HOSTS:-127.0.0.1:5672}"
+      for host in "${hosts[@]}"; do out+=("amqp://$1:$2@$host/%2f"); done
+      (IFS=,; echo "${out[*]}")
+    }
     umask 077
     cat > "$secrets_dir/amqp.env" <<EOF
-GATEWAY_AMQP_URL=amqp://$gateway_user:$gateway_pw@$host/%2f
-WORKER_AMQP_URL=amqp://$worker_user:$worker_pw@$host/%2f
+GATEWAY_AMQP_URL=$(urls_for "$gateway_user" "$gateway_pw")
+WORKER_AMQP_URL=$(urls_for "$worker_user" "$worker_pw")
 RESULT_PUBLISHERS=$worker_user
 EOF
     log "broker users $gateway_user and $worker_user ready (URLs in $secrets_dir/amqp.env)"
@@ -129,10 +137,19 @@ EOF
     } > "$dir/definitions.json"
     chmod 644 "$dir/definitions.json"
     echo 'load_definitions = /etc/rabbitmq/definitions.json' > "$dir/definitions.conf"
+    # For compose.cluster.yaml: the nodes find each other by name, and
+    # share one Erlang cookie.
+    password_from ERLANG_COOKIE "$env_file" >/dev/null
+    cat > "$dir/cluster.conf" <<'EOF'
+cluster_formation.peer_discovery_backend = classic_config
+cluster_formation.classic_config.nodes.1 = rabbit@rabbitmq1
+cluster_formation.classic_config.nodes.2 = rabbit@rabbitmq2
+cluster_formation.classic_config.nodes.3 = rabbit@rabbitmq3
+EOF
     log "wrote $dir/definitions.json ($admin_user, $gateway_user, $worker_user); passwords in $env_file"
     ;;
   *)
-    sed -n '2,22p' "$0" >&2
+    sed -n '2,24p' "$0" >&2
     exit 2
     ;;
 esac

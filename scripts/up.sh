@@ -2,7 +2,11 @@
 # Runs the whole service locally with plain processes, the same topology as
 # compose.yaml: a RabbitMQ broker, M gateways and N verifier-workers.
 #
-#   scripts/up.sh [--workers N] [--gateways M] [--port P] [--detach]
+#   scripts/up.sh [--workers N] [--gateways M] [--port P] [--cluster] [--detach]
+#
+# --cluster: on a three-node RabbitMQ cluster of private nodes
+# (scripts/cluster.sh up; ports 5701-5703), every process given all three
+# URLs, quorum queues replicated over the nodes.
 #
 # Builds release binaries, makes sure a broker is reachable (installing and
 # starting Debian's rabbitmq-server if needed), creates a demo key pair in
@@ -16,14 +20,15 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-workers=2 gateways=1 port=8080 detach=0
+workers=2 gateways=1 port=8080 detach=0 cluster=0
 while [ $# -gt 0 ]; do
   case $1 in
     --workers) workers=$2; shift 2 ;;
     --gateways) gateways=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
     --detach) detach=1; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    --cluster) cluster=1; shift ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -32,6 +37,12 @@ cd "$ROOT"
 log "building release binaries"
 cargo build --release --bins --quiet
 ensure_broker
+if [ "$cluster" = 1 ]; then
+  "$ROOT/scripts/cluster.sh" up >/dev/null
+  cluster_name=${CLUSTER_NAME:-sigc} cluster_port=${CLUSTER_PORT:-5701}
+  export RABBITMQ_NODENAME="${cluster_name}1@localhost"
+  export BROKER_HOSTS="127.0.0.1:$cluster_port,127.0.0.1:$((cluster_port + 1)),127.0.0.1:$((cluster_port + 2))"
+fi
 
 mkdir -p "$RUN_DIR/keys" "$RUN_DIR/docs" "$RUN_DIR/demo" "$RUN_DIR/logs"
 if [ ! -f "$RUN_DIR/demo/private.pem" ]; then

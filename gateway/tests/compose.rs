@@ -213,3 +213,101 @@ fn the_dockerfile_builds_both_binaries_into_a_slim_non_root_image() {
         .count();
     assert!(stages >= 3, "not multi-stage");
 }
+
+fn compose_cluster() -> Value {
+    let text = std::fs::read_to_string(root().join("compose.cluster.yaml")).unwrap();
+    let mut value: Value = serde_yaml_ng::from_str(&text).unwrap();
+    value.apply_merge().unwrap();
+    value
+}
+
+#[test]
+fn the_cluster_variant_runs_the_same_binaries_on_three_nodes() {
+    let compose = compose_cluster();
+    let services = &compose["services"];
+    let nodes = ["rabbitmq1", "rabbitmq2", "rabbitmq3"];
+    let script = std::fs::read_to_string(root().join("scripts/broker-users.sh")).unwrap();
+    let cookie = |node: &str| {
+        environment(&services[node])
+            .into_iter()
+            .find(|(k, _)| k == "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS")
+            .map(|(_, v)| v)
+            .expect("a cookie")
+    };
+    for (i, node) in nodes.iter().enumerate() {
+        let service = &services[*node];
+        assert_eq!(service["hostname"].as_str(), Some(*node));
+        assert!(service["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("rabbitmq:3-management"));
+        assert_eq!(
+            cookie(node),
+            cookie("rabbitmq1"),
+            "one cookie for the cluster"
+        );
+        assert!(cookie(node).contains("-setcookie ${ERLANG_COOKIE"));
+        let volumes = strings(&service["volumes"]);
+        for mount in [
+            "./run/rabbitmq/definitions.json:/etc/rabbitmq/definitions.json:ro",
+            "./run/rabbitmq/cluster.conf:/etc/rabbitmq/conf.d/30-cluster.conf:ro",
+        ] {
+            assert!(
+                volumes.contains(&mount),
+                "{node}: {mount} not in {volumes:?}"
+            );
+        }
+        // Peer discovery names every node.
+        let line = format!(
+            "cluster_formation.classic_config.nodes.{} = rabbit@{node}",
+            i + 1
+        );
+        assert!(
+            script.contains(&line),
+            "broker-users.sh does not write {line:?}"
+        );
+    }
+    for (service, known, user) in [
+        (
+            "gateway",
+            envs_of(gateway::config::Config::command()),
+            "sig-gateway",
+        ),
+        (
+            "verifier-worker",
+            envs_of(verifier_worker::config::Config::command()),
+            "sig-worker",
+        ),
+    ] {
+        for (key, _) in environment(&services[service]) {
+            assert!(
+                known.contains(&key),
+                "{service} sets {key}, which the binary does not read"
+            );
+        }
+        assert_eq!(services[service]["command"][0].as_str(), Some(service));
+        assert_eq!(env_value(&services[service], "QUEUE_TYPE"), "quorum");
+        let url = env_value(&services[service], "AMQP_URL");
+        let urls: Vec<&str> = url.split(',').collect();
+        assert_eq!(urls.len(), 3, "{service}: {url}");
+        for (url, node) in urls.iter().zip(nodes) {
+            assert!(url.starts_with(&format!("amqp://{user}:")), "{url}");
+            assert!(url.ends_with(&format!("@{node}:5672/%2f")), "{url}");
+        }
+        for node in nodes {
+            assert_eq!(
+                services[service]["depends_on"][node]["condition"].as_str(),
+                Some("service_healthy"),
+                "{service} must wait for {node}"
+            );
+        }
+    }
+    assert_eq!(
+        env_value(&services["gateway"], "RESULT_PUBLISHERS"),
+        "sig-worker"
+    );
+    assert_eq!(
+        healthcheck_url(&services["gateway"]),
+        format!("http://127.0.0.1:8080{}", gateway::http::routes::READY_PATH)
+    );
+}
