@@ -44,11 +44,15 @@ url() {
 case ${1:-} in
   up)
     command -v rabbitmq-server >/dev/null || ensure_broker
+    # In parallel: a node that was a cluster member waits for its peers'
+    # tables before it opens its port.
+    pids=()
     for n in 1 2 3; do
       if port_open 127.0.0.1 "$(port "$n")"; then continue; fi
       log "starting node $(node "$n") on port $(port "$n")"
-      start_node "$n"
+      start_node "$n" & pids+=($!)
     done
+    for pid in "${pids[@]}"; do wait "$pid"; done
     for n in 2 3; do
       if ctl 1 cluster_status 2>/dev/null | grep -q "$(node "$n")"; then continue; fi
       log "joining $(node "$n") to $(node 1)"

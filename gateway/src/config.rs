@@ -38,6 +38,12 @@ pub struct Config {
     #[arg(long, env = "RESULT_PUBLISHERS", value_delimiter = ',')]
     pub result_publishers: Vec<String>,
 
+    /// Most results (ids) this gateway keeps: when reached, the oldest
+    /// expire early (counted in `gateway_results_evicted_total`), so memory
+    /// is bounded by this and not only by the retention. Unset: no cap.
+    #[arg(long, env = "MAX_RESULTS")]
+    pub max_results: Option<usize>,
+
     /// Largest request message the broker takes (RabbitMQ's `max_message_size`;
     /// 16 MiB is its default since 4.0). A document whose request would be
     /// larger is refused with 413 before anything is published.

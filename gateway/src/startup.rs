@@ -29,7 +29,10 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let topology = Arc::new(config.broker.topology());
         let identity: Arc<str> = verify_core::process_identity("gateway").into();
-        let store = Arc::new(Store::new(config.broker.result_retention));
+        let store = Arc::new(Store::with_limit(
+            config.broker.result_retention,
+            config.max_results,
+        ));
         // Links outlive the HTTP server: they stop after it has drained.
         let links = CancellationToken::new();
 

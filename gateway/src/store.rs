@@ -8,6 +8,13 @@
 //! gateway's clock counts as stamped now, so no entry outlives its
 //! retention); a long-poll registered on an id wakes on its result, also
 //! when the id was not known yet when the poll began.
+//!
+//! Memory: an entry is a fixed 32 bytes with no allocation of its own
+//! (times as 32-bit offsets, worker and key names as indexes into a table
+//! of names, the details of a failure, which is rare, in a map beside),
+//! plus its 16-byte id and the map's overhead. With `MAX_RESULTS` set the store
+//! never holds more: reaching it makes the oldest entries expire early
+//! (counted in `gateway_results_evicted_total`).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -46,14 +53,62 @@ impl Status {
     }
 }
 
+/// The outcome an entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Pending,
+    Valid,
+    Invalid,
+    Failed,
+}
+
+/// One id in 32 bytes (see the module's note on memory).
 struct Entry {
-    status: Status,
-    /// When the entry is dropped (ms since the epoch).
-    expires_at_ms: u64,
-    /// The fingerprint of the request accepted under this id (from its
-    /// `accepted` event): a verdict naming another one answers a request
-    /// smuggled in under this id, and does not count.
-    fingerprint: Option<u128>,
+    /// The first 64 bits of the fingerprint of the request accepted under
+    /// this id (0: not known yet): a verdict naming another request answers
+    /// one smuggled in under this id, and does not count.
+    fingerprint: u64,
+    /// When the entry expires, in seconds since [`Store::epoch_ms`].
+    expires_s: u32,
+    /// When the verdict was written, in ms after `expires - retention`
+    /// (saturating), 0 while pending.
+    completed_after_ms: u32,
+    verify_micros: u32,
+    /// Interned worker and key names (indexes into [`Names`]).
+    worker: u32,
+    key_id: u32,
+    outcome: Outcome,
+    algorithm: Algorithm,
+}
+
+/// Worker and key names, each stored once; entries hold their index.
+/// Names are few (a worker per process start, a key per key file) and are
+/// never dropped.
+#[derive(Default)]
+struct Names {
+    index: DashMap<Arc<str>, u32>,
+    names: std::sync::RwLock<Vec<Arc<str>>>,
+}
+
+impl Names {
+    fn intern(&self, name: &str) -> u32 {
+        if let Some(i) = self.index.get(name) {
+            return *i;
+        }
+        let mut names = self.names.write().unwrap_or_else(|e| e.into_inner());
+        *self.index.entry(name.into()).or_insert_with(|| {
+            names.push(name.into());
+            (names.len() - 1) as u32
+        })
+    }
+
+    fn get(&self, i: u32) -> String {
+        let names = self.names.read().unwrap_or_else(|e| e.into_inner());
+        names
+            .get(i as usize)
+            .map(|n| n.to_string())
+            .unwrap_or_default()
+    }
 }
 
 /// What applying an event changed (drives metrics).
@@ -94,10 +149,13 @@ pub enum Origin {
     Local,
 }
 
-/// A fingerprint as a number (None if it is not 32 hex digits).
-fn fingerprint_bits(hex: Option<&String>) -> Option<u128> {
+/// The first 64 bits of a fingerprint (0: none, or not 32 hex digits).
+/// Finding a request whose fingerprint shares them with a given one takes
+/// about 2^64 hashes: enough to tell an id's request from a smuggled one.
+fn fingerprint_bits(hex: Option<&String>) -> u64 {
     hex.filter(|h| h.len() == 32)
-        .and_then(|h| u128::from_str_radix(h, 16).ok())
+        .and_then(|h| u64::from_str_radix(&h[..16], 16).ok())
+        .unwrap_or(0)
 }
 
 /// What an `Idempotency-Key` already stands for.
@@ -116,6 +174,17 @@ const MAX_CLOCK_SKEW_MS: u64 = 60_000;
 
 pub struct Store {
     entries: DashMap<RequestId, Entry>,
+    /// Worker and key names, shared by the entries naming them.
+    names: Names,
+    /// The details of failures (rare, so kept beside the entries).
+    failures: DashMap<RequestId, ErrorBody>,
+    /// Entries count time in seconds from here (ms since the Unix epoch):
+    /// an hour before the store was made, so replayed events fit.
+    epoch_ms: u64,
+    /// At most this many entries (`MAX_RESULTS`).
+    max_entries: Option<usize>,
+    /// Held by whoever is evicting (one at a time).
+    evicting: std::sync::Mutex<()>,
     /// Long-polls waiting on an id; removed and woken by its first result.
     waiters: DashMap<RequestId, Arc<Notify>>,
     /// `Idempotency-Key` -> the request it was first accepted for.
@@ -126,8 +195,18 @@ pub struct Store {
 
 impl Store {
     pub fn new(retention: Duration) -> Self {
+        Store::with_limit(retention, None)
+    }
+
+    /// A store that holds at most `max_entries` (then the oldest go first).
+    pub fn with_limit(retention: Duration, max_entries: Option<usize>) -> Self {
         Store {
             entries: DashMap::new(),
+            names: Names::default(),
+            failures: DashMap::new(),
+            epoch_ms: now_ms().saturating_sub(retention.as_millis() as u64 + 3_600_000),
+            max_entries: max_entries.map(|m| m.max(1)),
+            evicting: std::sync::Mutex::new(()),
             waiters: DashMap::new(),
             idempotency: DashMap::new(),
             retention,
@@ -141,7 +220,100 @@ impl Store {
 
     pub fn get(&self, id: &RequestId) -> Option<Status> {
         let entry = self.entries.get(id)?;
-        (entry.expires_at_ms > now_ms()).then(|| entry.status.clone())
+        (self.expires_at_ms(&entry) > now_ms()).then(|| self.status(id, &entry))
+    }
+
+    fn expires_at_ms(&self, entry: &Entry) -> u64 {
+        self.epoch_ms + u64::from(entry.expires_s) * 1000
+    }
+
+    fn new_entry(&self, expires_at_ms: u64, fingerprint: u64) -> Entry {
+        // Rounded up to the second: an entry never expires early.
+        let expires_s = expires_at_ms.saturating_sub(self.epoch_ms).div_ceil(1000);
+        Entry {
+            fingerprint,
+            expires_s: u32::try_from(expires_s).unwrap_or(u32::MAX),
+            completed_after_ms: 0,
+            verify_micros: 0,
+            worker: 0,
+            key_id: 0,
+            outcome: Outcome::Pending,
+            algorithm: Algorithm::DEFAULT,
+        }
+    }
+
+    /// What a client sees of an entry.
+    fn status(&self, id: &RequestId, entry: &Entry) -> Status {
+        let completed_at_ms = (self.expires_at_ms(entry) + u64::from(entry.completed_after_ms))
+            .saturating_sub(self.retention_ms());
+        match entry.outcome {
+            Outcome::Pending => Status::Pending,
+            Outcome::Valid | Outcome::Invalid => Status::Completed {
+                valid: entry.outcome == Outcome::Valid,
+                algorithm: entry.algorithm,
+                key_id: KeyId::new(self.names.get(entry.key_id)),
+                worker: self.names.get(entry.worker),
+                verify_micros: u64::from(entry.verify_micros),
+                completed_at_ms,
+            },
+            Outcome::Failed => Status::Failed {
+                error: self
+                    .failures
+                    .get(id)
+                    .map(|e| e.clone())
+                    .unwrap_or(ErrorBody {
+                        code: "internal_error".into(),
+                        message: String::new(),
+                    }),
+                worker: self.names.get(entry.worker),
+                completed_at_ms,
+            },
+        }
+    }
+
+    /// Makes room for one more entry when the store is full: the oldest
+    /// sixteenth of the limit expires at once (so the cost of finding them
+    /// is spread over many inserts).
+    fn make_room(&self) {
+        let Some(max) = self.max_entries else {
+            return;
+        };
+        if self.entries.len() < max {
+            return;
+        }
+        let Ok(_one_at_a_time) = self.evicting.try_lock() else {
+            return;
+        };
+        let mut ages: Vec<(u32, RequestId)> = self
+            .entries
+            .iter()
+            .map(|e| (e.expires_s, *e.key()))
+            .collect();
+        let excess = ages.len() + 1 - max;
+        let evict = excess.max(max / 16).min(ages.len());
+        if evict == 0 {
+            return;
+        }
+        ages.select_nth_unstable(evict - 1);
+        for (_, id) in &ages[..evict] {
+            if let Some((_, entry)) = self.entries.remove(id) {
+                match entry.outcome {
+                    Outcome::Pending => {
+                        self.pending.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    Outcome::Failed => {
+                        self.failures.remove(id);
+                    }
+                    Outcome::Valid | Outcome::Invalid => {}
+                }
+            }
+        }
+        metrics::counter!("gateway_results_evicted_total").increment(evict as u64);
+        tracing::warn!(
+            evicted = evict,
+            max,
+            "MAX_RESULTS reached: the oldest results expired early"
+        );
     }
 
     /// What `key` stands for within the retention window, given the
@@ -184,16 +356,15 @@ impl Store {
                 if let Some(key) = idempotency_key {
                     self.bind_key(key, event.id, fingerprint, expires_at_ms, origin, now);
                 }
+                if !self.entries.contains_key(&event.id) {
+                    self.make_room();
+                }
                 let mut inserted = false;
                 let mut entry = self.entries.entry(event.id).or_insert_with(|| {
                     inserted = true;
-                    Entry {
-                        status: Status::Pending,
-                        expires_at_ms,
-                        fingerprint: None,
-                    }
+                    self.new_entry(expires_at_ms, 0)
                 });
-                if entry.fingerprint.is_none() {
+                if entry.fingerprint == 0 {
                     entry.fingerprint = fingerprint_bits(fingerprint.as_ref());
                 }
                 drop(entry);
@@ -206,26 +377,46 @@ impl Store {
             }
             EventKind::Completed { fingerprint, .. } | EventKind::Failed { fingerprint, .. } => {
                 let answers = fingerprint_bits(fingerprint.as_ref());
-                let (status, outcome, submitted_at_ms) = terminal_status(event, at_ms);
+                let (outcome, submitted_at_ms) = match &event.kind {
+                    EventKind::Completed {
+                        valid,
+                        submitted_at_ms,
+                        ..
+                    } => (
+                        if *valid {
+                            Outcome::Valid
+                        } else {
+                            Outcome::Invalid
+                        },
+                        *submitted_at_ms,
+                    ),
+                    EventKind::Failed {
+                        submitted_at_ms, ..
+                    } => (Outcome::Failed, *submitted_at_ms),
+                    EventKind::Accepted { .. } | EventKind::Checkpoint => (Outcome::Failed, 0),
+                };
+                if !self.entries.contains_key(&event.id) {
+                    self.make_room();
+                }
                 let applied = {
                     let mut entry = self.entries.entry(event.id).or_insert_with(|| {
                         // A result before (or without) its `accepted`: count
                         // it as pending for a moment so the gauge balances.
                         self.pending.fetch_add(1, Ordering::Relaxed);
-                        Entry {
-                            status: Status::Pending,
-                            expires_at_ms,
-                            fingerprint: answers,
-                        }
+                        self.new_entry(expires_at_ms, answers)
                     });
-                    if entry.fingerprint.is_some() && entry.fingerprint != answers {
+                    if entry.fingerprint != 0 && entry.fingerprint != answers {
                         return Applied::Mismatch;
                     }
-                    if entry.status.is_pending() {
-                        entry.status = status;
+                    if entry.outcome == Outcome::Pending {
+                        self.record_verdict(&mut entry, event, outcome, at_ms);
                         self.pending.fetch_sub(1, Ordering::Relaxed);
                         Applied::Finished {
-                            outcome,
+                            outcome: match outcome {
+                                Outcome::Valid => "valid",
+                                Outcome::Invalid => "invalid",
+                                _ => "failed",
+                            },
                             latency_ms: at_ms.saturating_sub(submitted_at_ms),
                         }
                     } else {
@@ -319,12 +510,13 @@ impl Store {
         let now = now_ms();
         let before = self.entries.len();
         self.entries.retain(|_, e| {
-            let keep = e.expires_at_ms > now;
-            if !keep && e.status.is_pending() {
+            let keep = self.expires_at_ms(e) > now;
+            if !keep && e.outcome == Outcome::Pending {
                 self.pending.fetch_sub(1, Ordering::Relaxed);
             }
             keep
         });
+        self.failures.retain(|id, _| self.entries.contains_key(id));
         self.idempotency.retain(|_, k| k.expires_at_ms > now);
         before - self.entries.len()
     }
@@ -342,48 +534,63 @@ impl Store {
     }
 }
 
-/// The status a terminal event sets; `at_ms` is its (clamped) time.
-fn terminal_status(event: &Event, at_ms: u64) -> (Status, &'static str, u64) {
-    match &event.kind {
-        EventKind::Completed {
-            valid,
-            algorithm,
-            key_id,
-            verify_micros,
-            submitted_at_ms,
-            ..
-        } => (
-            Status::Completed {
-                valid: *valid,
-                algorithm: *algorithm,
-                key_id: key_id.clone(),
-                worker: event.source.clone(),
-                verify_micros: *verify_micros,
-                completed_at_ms: at_ms,
-            },
-            if *valid { "valid" } else { "invalid" },
-            *submitted_at_ms,
-        ),
-        EventKind::Failed {
-            error,
-            submitted_at_ms,
-            ..
-        } => (
-            Status::Failed {
-                error: error.clone(),
-                worker: event.source.clone(),
-                completed_at_ms: at_ms,
-            },
-            "failed",
-            *submitted_at_ms,
-        ),
-        EventKind::Accepted { .. } | EventKind::Checkpoint => unreachable!("not terminal"),
+impl Store {
+    /// Writes a verdict into a pending entry; `at_ms` is its (clamped) time.
+    fn record_verdict(&self, entry: &mut Entry, event: &Event, outcome: Outcome, at_ms: u64) {
+        entry.outcome = outcome;
+        let accepted_at_ms = self
+            .expires_at_ms(entry)
+            .saturating_sub(self.retention_ms());
+        entry.completed_after_ms =
+            u32::try_from(at_ms.saturating_sub(accepted_at_ms)).unwrap_or(u32::MAX);
+        entry.worker = self.names.intern(&event.source);
+        match &event.kind {
+            EventKind::Completed {
+                algorithm,
+                key_id,
+                verify_micros,
+                ..
+            } => {
+                entry.algorithm = *algorithm;
+                entry.key_id = self.names.intern(key_id.as_str());
+                entry.verify_micros = u32::try_from(*verify_micros).unwrap_or(u32::MAX);
+            }
+            EventKind::Failed { error, .. } => {
+                self.failures.insert(event.id, error.clone());
+            }
+            EventKind::Accepted { .. } | EventKind::Checkpoint => {}
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_entry_is_small() {
+        assert!(
+            std::mem::size_of::<Entry>() <= 72,
+            "{}",
+            std::mem::size_of::<Entry>()
+        );
+    }
+
+    #[test]
+    fn max_results_bounds_the_store_and_the_oldest_go_first() {
+        let store = Store::with_limit(Duration::from_secs(60), Some(64));
+        let mut ids = Vec::new();
+        for i in 0..200u64 {
+            let mut event = accepted(RequestId::new());
+            event.at_ms -= 10_000 - i * 10;
+            ids.push(event.id);
+            store.apply_stream(&event);
+            assert!(store.len() <= 64, "{} entries", store.len());
+        }
+        assert!(store.get(&ids[199]).is_some(), "the newest is kept");
+        assert!(store.get(&ids[0]).is_none(), "the oldest went first");
+        assert_eq!(store.pending(), store.len() as i64);
+    }
 
     const F1: &str = "0123456789abcdef0123456789abcdef";
     const F2: &str = "fedcba9876543210fedcba9876543210";
@@ -507,16 +714,30 @@ mod tests {
         store.apply_stream(&far);
         // (Each read guard is dropped at once: holding one across an apply
         // would deadlock on the shard.)
-        let expires = store.entries.get(&far.id).unwrap().expires_at_ms;
-        assert!(expires <= now_ms() + 60_000, "pinned until {expires}");
+        let expires_at = |id: &RequestId| store.expires_at_ms(&store.entries.get(id).unwrap());
+        let expires = expires_at(&far.id);
+        // (Stored to the second, rounded up.)
+        assert!(expires <= now_ms() + 61_000, "pinned until {expires}");
         // A little skew is kept as it is.
         let mut near = completed(RequestId::new(), true);
         near.at_ms += 30_000;
         store.apply_stream(&near);
-        assert_eq!(
-            store.entries.get(&near.id).unwrap().expires_at_ms,
-            near.at_ms + 60_000
-        );
+        let expires = expires_at(&near.id);
+        assert!((near.at_ms + 60_000..near.at_ms + 61_000).contains(&expires));
+        // The verdict's time comes back to the millisecond.
+        match store.get(&near.id) {
+            Some(Status::Completed {
+                completed_at_ms,
+                worker,
+                key_id,
+                ..
+            }) => {
+                assert_eq!(completed_at_ms, near.at_ms);
+                assert_eq!(worker, "w");
+                assert_eq!(key_id.as_str(), "default");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]
