@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Measures how long a starting gateway takes to replay the events stream:
 # appends N events (default 1,000,000) to a fresh stream, starts a gateway on
-# it and times it until /readyz answers 200 (it reads its own checkpoint).
+# it and times it until /readyz answers 200 (it reads its own checkpoint);
+# then prints its store's size and its resident memory.
 #
 #   scripts/replay-bench.sh [EVENTS] [BATCH]
 set -euo pipefail
@@ -22,3 +23,5 @@ end=$(date +%s.%N)
 printf 'gateway ready after %.2f s (replayed %s events in batches of %s)\n' "$(echo "$end - $start" | bc)" "$events" "$batch"
 curl -s "http://127.0.0.1:$port/metrics" | grep -E '^gateway_(replay_seconds|store_entries)'
 grep -o 'events stream caught up.*' "/tmp/$queue.log" | sed 's/\x1b\[[0-9;]*m//g'
+# The gateway's resident memory holding what it replayed.
+grep VmRSS "/proc/$gw/status"
