@@ -200,7 +200,12 @@ pub async fn declare_topology(
             }
             Err(e) if connection.status().connected() => {
                 let detail = e.to_string();
-                if detail.contains("x-queue-type") && name != topology.events_stream {
+                // RabbitMQ names the first argument that differs; between a
+                // classic (v2) and a quorum queue that is x-queue-version
+                // (only classic queues carry it) or x-queue-type.
+                let type_differs =
+                    detail.contains("'x-queue-type'") || detail.contains("'x-queue-version'");
+                if type_differs && name != topology.events_stream {
                     let other = match settings.queue_type {
                         QueueType::Quorum => QueueType::Classic,
                         QueueType::Classic => QueueType::Quorum,
@@ -212,7 +217,13 @@ pub async fn declare_topology(
                         detail,
                     });
                 }
-                tracing::warn!(queue = %name, error = %e, "queue exists with other arguments; using it as it is");
+                tracing::warn!(
+                    queue = %name,
+                    wanted = %settings.queue_type,
+                    error = %e,
+                    "queue exists with other arguments; using it as it is (if it is of the other \
+                     type, set QUEUE_TYPE to match or migrate it: see the README)"
+                );
             }
             Err(e) => return Err(e.into()),
         }

@@ -69,8 +69,30 @@ async fn several_workers_share_the_load() {
 
 #[tokio::test]
 async fn a_sigkilled_workers_requests_complete_elsewhere() {
+    // A quorum queue counts the returns itself: nothing is given back.
+    let metrics = sigkill_a_worker_holding_hundreds("quorum").await;
+    assert_eq!(counter(&metrics, "worker_requeued_total"), 0.0, "{metrics}");
+}
+
+#[tokio::test]
+async fn on_a_classic_queue_the_workers_count_the_redeliveries() {
+    // A classic queue does not count: each redelivered message is published
+    // again with its count raised (and then verified from that copy).
+    let metrics = sigkill_a_worker_holding_hundreds("classic").await;
+    let redelivered = counter(&metrics, "worker_redeliveries_total");
+    assert_eq!(
+        counter(&metrics, "worker_requeued_total"),
+        redelivered,
+        "{metrics}"
+    );
+}
+
+/// 1,000 requests, a slow worker SIGKILLed holding hundreds, a second one
+/// finishing: every id completes with its verdict. The survivor's metrics.
+async fn sigkill_a_worker_holding_hundreds(queue_type: &str) -> String {
     let env = TestEnv::new();
-    let gw = env.gateway(&[]).await;
+    let queue_type = ("QUEUE_TYPE", queue_type.to_owned());
+    let gw = env.gateway(std::slice::from_ref(&queue_type)).await;
     // Requests under the 4096-bit key with the slow backend on one thread:
     // the first worker holds hundreds unacked when it is killed.
     let signer = Signer2048::with_key("k4096");
@@ -82,6 +104,7 @@ async fn a_sigkilled_workers_requests_complete_elsewhere() {
         ("VERIFY_BACKEND", "rust".to_owned()),
         ("VERIFY_THREADS", "1".to_owned()),
         ("PREFETCH", "500".to_owned()),
+        queue_type.clone(),
     ];
     let mut victim = env.worker("victim", &slow);
     // As soon as it has answered once, it is mid-batch: kill it.
@@ -92,7 +115,7 @@ async fn a_sigkilled_workers_requests_complete_elsewhere() {
         .wait_exit(Duration::from_secs(5))
         .expect("victim did not die");
 
-    let (_survivor, port) = env.worker_with_http("survivor");
+    let (_survivor, port) = env.worker_with_http_env("survivor", &[queue_type]);
     let by_worker = assert_all_complete(&gw, &ids, &expected).await;
     assert_eq!(by_worker.values().sum::<usize>(), 1000);
     assert_eq!(by_worker.len(), 2, "{by_worker:?}");
@@ -107,6 +130,7 @@ async fn a_sigkilled_workers_requests_complete_elsewhere() {
     // redelivered request's second verdict is the same anyway.
     let (_, gw_metrics) = gw.get_text("/metrics").await;
     assert_eq!(counter(&gw_metrics, "gateway_accepted_total"), 1000.0);
+    metrics
 }
 
 #[tokio::test]

@@ -314,3 +314,20 @@ async fn a_broker_alarm_pauses_the_worker_instead_of_spinning() {
     let metrics = env.worker_metrics(port).await;
     assert_eq!(counter(&metrics, "worker_requeued_total"), 0.0, "{metrics}");
 }
+
+#[tokio::test]
+async fn a_queue_of_the_other_type_is_refused_with_the_way_to_migrate() {
+    let env = TestEnv::new();
+    let classic = env.gateway(&[("QUEUE_TYPE", "classic".into())]).await;
+    drop(classic);
+    // QUEUE_TYPE defaults to quorum: the classic queue is not used as it is.
+    let gw = env.gateway_unready(&[]);
+    wait_for("the migration message", Duration::from_secs(20), || async {
+        env.log(&gw.proc.name)
+            .contains("RabbitMQ cannot change a queue's type")
+    })
+    .await;
+    let log = env.log(&gw.proc.name);
+    assert!(log.contains("QUEUE_TYPE=classic"), "{log}");
+    assert_eq!(gw.get("/readyz").await.0, 503);
+}

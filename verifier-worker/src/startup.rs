@@ -57,7 +57,6 @@ impl Worker {
             topology,
             identity,
             delivery_limit: config.broker.delivery_limit,
-            broker_counts_deliveries: config.broker.queue_type == broker::QueueType::Quorum,
             retention: config.broker.result_retention,
         };
         let (consuming, consume_task) = consume::spawn(

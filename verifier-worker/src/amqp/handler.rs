@@ -66,9 +66,6 @@ pub struct Handler {
     /// Deliveries after the first a message may have (RabbitMQ's
     /// `x-delivery-limit` semantics): the last one answers `failed`.
     pub delivery_limit: u32,
-    /// The queue counts deliveries itself (a quorum queue's
-    /// `x-delivery-count`); a classic queue does not.
-    pub broker_counts_deliveries: bool,
     /// Requests older than this are not verified (their ids have expired).
     pub retention: Duration,
 }
@@ -90,7 +87,11 @@ impl Handler {
         if delivery.redelivered {
             metrics::counter!("worker_redeliveries_total").increment(1);
         }
-        if delivery.redelivered && !self.broker_counts_deliveries {
+        // A quorum queue counts returns itself (`x-delivery-count` on every
+        // redelivery); a classic queue does not: then count it here. Read
+        // per delivery, so a queue of either type is counted right.
+        let broker_counted = header_count(&delivery, BROKER_COUNT_HEADER) > 0;
+        if delivery.redelivered && !broker_counted {
             // This copy came back without being counted: count it.
             returned = returned.saturating_add(1);
             if returned < self.delivery_limit {
