@@ -35,7 +35,10 @@ run() {
     for (i in as) { split(as[i], x, "="); split(bs[i], y, "="); d = x[2] - y[2]; total += d
       line = line sprintf(" %s %.0f", x[1], d * 1e6 / n) }
     printf "%s; all %.0f\n", line, total * 1e6 / n }'
-  rabbitmqctl -q delete_queue "$REQUEST_QUEUE" >/dev/null 2>&1 || true
+  local q
+  for q in "$REQUEST_QUEUE" "$REQUEST_QUEUE.dead" "$REQUEST_QUEUE.events"; do
+    rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true
+  done
 }
 
 for config in ${CONFIGS:-classic quorum cluster}; do
