@@ -20,3 +20,4 @@ pub mod http;
 pub mod idempotency;
 pub mod startup;
 pub mod store;
+pub mod workers;

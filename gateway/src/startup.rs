@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::http::{router, AppState};
 use crate::idempotency::KeyLocks;
 use crate::store::Store;
+use crate::workers::Workers;
 
 /// Longest time shutdown may take once long-polls have been answered.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
@@ -57,14 +58,17 @@ impl Application {
             prefetch: config.events_prefetch,
             identity,
         };
+        let workers = Arc::new(Workers::default());
         let (projection, events_task) = Projection::spawn(
             source,
             store.clone(),
+            workers.clone(),
             Arc::new(Trust::new(trusted)),
             links.clone(),
         );
         let sweep_task = tokio::spawn(sweep(
             store.clone(),
+            workers.clone(),
             config.broker.result_retention,
             links.clone(),
         ));
@@ -72,6 +76,7 @@ impl Application {
         let listener = TcpListener::bind(config.gateway_addr).await?;
         let state = AppState {
             store,
+            workers,
             submitter,
             projection: Arc::new(projection),
             docs_dir: config.docs_dir,
@@ -122,13 +127,19 @@ impl Application {
 }
 
 /// Drops expired entries, at a tenth of the retention (1 s to 30 s).
-async fn sweep(store: Arc<Store>, retention: Duration, stop: CancellationToken) {
+async fn sweep(
+    store: Arc<Store>,
+    workers: Arc<Workers>,
+    retention: Duration,
+    stop: CancellationToken,
+) {
     let every = (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(30));
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 let dropped = store.sweep();
+                workers.sweep(retention);
                 if dropped > 0 {
                     tracing::debug!(dropped, "expired results dropped");
                 }

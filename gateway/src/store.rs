@@ -393,7 +393,9 @@ impl Store {
                     EventKind::Failed {
                         submitted_at_ms, ..
                     } => (Outcome::Failed, *submitted_at_ms),
-                    EventKind::Accepted { .. } | EventKind::Checkpoint => (Outcome::Failed, 0),
+                    EventKind::Accepted { .. } | EventKind::Checkpoint | EventKind::Worker(_) => {
+                        (Outcome::Failed, 0)
+                    }
                 };
                 if !self.entries.contains_key(&event.id) {
                     self.make_room();
@@ -428,7 +430,7 @@ impl Store {
                 }
                 applied
             }
-            EventKind::Checkpoint => Applied::Ignored,
+            EventKind::Checkpoint | EventKind::Worker(_) => Applied::Ignored,
         }
     }
 
@@ -558,7 +560,7 @@ impl Store {
             EventKind::Failed { error, .. } => {
                 self.failures.insert(event.id, error.clone());
             }
-            EventKind::Accepted { .. } | EventKind::Checkpoint => {}
+            EventKind::Accepted { .. } | EventKind::Checkpoint | EventKind::Worker(_) => {}
         }
     }
 }

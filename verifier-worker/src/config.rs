@@ -43,6 +43,11 @@ pub struct Config {
     #[arg(long, env = "WORKER_HTTP_ADDR")]
     pub worker_http_addr: Option<SocketAddr>,
 
+    /// How often the worker tells the gateways it is there (with its
+    /// counts); it is shown offline after missing three.
+    #[arg(long, env = "HEARTBEAT_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Duration,
+
     /// Longest time a graceful shutdown may take to finish held requests.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,

@@ -12,10 +12,12 @@
 //!    settled (verdict confirmed, or dead-lettered).
 //!
 //! [`startup`] wires it together, [`config`] holds every knob, [`http`]
-//! serves health and metrics when `WORKER_HTTP_ADDR` is set.
+//! serves health and metrics when `WORKER_HTTP_ADDR` is set, [`heartbeat`]
+//! tells the gateways the worker is there.
 
 pub mod amqp;
 pub mod config;
+pub mod heartbeat;
 pub mod http;
 pub mod pool;
 pub mod startup;

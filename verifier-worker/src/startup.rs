@@ -13,6 +13,7 @@ use verify_core::{KeyRegistry, Verifier};
 use crate::amqp::consume;
 use crate::amqp::handler::Handler;
 use crate::config::Config;
+use crate::heartbeat::{self, WorkerStats};
 use crate::pool::VerifyPool;
 
 pub struct Worker {
@@ -45,19 +46,36 @@ impl Worker {
             stop_publishing.clone(),
             move |session| broker::publisher::serve(session, confirm_timeout),
         );
+        let events = BatchPublisher::spawn(
+            results.clone(),
+            topology.events_stream.clone(),
+            "events",
+            BatchLimits::DEFAULT,
+        );
+        let stats = Arc::new(WorkerStats::default());
+        let me = Arc::new(heartbeat::Identity {
+            name: identity.clone(),
+            started_at_ms: verify_core::now_ms(),
+            verify_threads: config.threads() as u32,
+            interval: config.heartbeat_interval,
+        });
+        let stop_beating = CancellationToken::new();
+        let beats = tokio::spawn(heartbeat::run(
+            me.clone(),
+            stats.clone(),
+            events.clone(),
+            results.clone(),
+            stop_beating.clone(),
+        ));
         let handler = Handler {
             pool: VerifyPool::new(self.verifier, config.threads()),
             results: results.clone(),
-            events: BatchPublisher::spawn(
-                results.clone(),
-                topology.events_stream.clone(),
-                "events",
-                BatchLimits::DEFAULT,
-            ),
+            events: events.clone(),
             topology,
             identity,
             delivery_limit: config.broker.delivery_limit,
             retention: config.broker.result_retention,
+            stats: stats.clone(),
         };
         let (consuming, consume_task) = consume::spawn(
             config.broker.amqp_url.clone(),
@@ -98,6 +116,9 @@ impl Worker {
         if tokio::time::timeout(deadline, consume_task).await.is_err() {
             tracing::warn!("consumer did not stop in time");
         }
+        stop_beating.cancel();
+        let _ = beats.await;
+        heartbeat::offline(&me, &stats, &events).await;
         stop_publishing.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), results_task).await;
         http_stop.cancel();

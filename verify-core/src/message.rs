@@ -344,6 +344,39 @@ pub enum EventKind {
     /// stream and is caught up when it reads it back. Carries no state; the
     /// event's `id` is a nonce.
     Checkpoint,
+    /// A worker says it is there: on start (`online`), every heartbeat
+    /// interval, and on a graceful stop (`offline`). The event's `source` is
+    /// the worker's name; its `id` is a nonce.
+    Worker(WorkerBeat),
+}
+
+/// What a worker tells of itself in a [`EventKind::Worker`] event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerBeat {
+    pub state: WorkerState,
+    pub host: String,
+    pub pid: u32,
+    pub version: String,
+    pub started_at_ms: u64,
+    /// Requests answered since the start (verdicts and failures).
+    pub processed: u64,
+    /// Of those, answered `failed`.
+    pub failed: u64,
+    /// Requests held right now.
+    pub in_flight: u64,
+    pub verify_threads: u32,
+    /// The worker's heartbeat interval: it is offline once it has missed
+    /// three.
+    pub heartbeat_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum WorkerState {
+    Online,
+    Heartbeat,
+    Offline,
 }
 
 impl Event {
@@ -400,6 +433,12 @@ impl Event {
             self.kind,
             EventKind::Completed { .. } | EventKind::Failed { .. }
         )
+    }
+
+    /// Events only a trusted worker may write: verdicts, and what workers
+    /// say of themselves.
+    pub fn is_from_worker(&self) -> bool {
+        self.is_terminal() || matches!(self.kind, EventKind::Worker(_))
     }
 }
 
@@ -522,6 +561,18 @@ mod tests {
                 fingerprint: None,
             },
             EventKind::Checkpoint,
+            EventKind::Worker(WorkerBeat {
+                state: WorkerState::Heartbeat,
+                host: "h".into(),
+                pid: 7,
+                version: "0.1.0".into(),
+                started_at_ms: 1,
+                processed: 10,
+                failed: 1,
+                in_flight: 2,
+                verify_threads: 2,
+                heartbeat_ms: 5000,
+            }),
         ] {
             let event = Event::new(id, "test", kind);
             assert_eq!(Event::decode(&event.encode()).unwrap(), event);

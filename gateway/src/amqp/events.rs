@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use verify_core::{Event, EventKind, RequestId, Topology};
 
 use crate::store::{Applied, Origin, Store};
+use crate::workers::Workers;
 
 /// Acknowledge stream deliveries in batches (stream acks only return credit).
 const ACK_BATCH: u64 = 200;
@@ -54,7 +55,7 @@ impl Trust {
 
     /// Whether `event`, published by broker user `user_id`, may be applied.
     fn admits(&self, event: &Event, user_id: Option<&str>) -> bool {
-        !event.is_terminal() || user_id.is_some_and(|u| self.publishers.contains(u))
+        !event.is_from_worker() || user_id.is_some_and(|u| self.publishers.contains(u))
     }
 
     /// Counts a dropped item; logs the first one from each source and reason.
@@ -86,6 +87,7 @@ impl Projection {
     pub fn spawn(
         source: Source,
         store: Arc<Store>,
+        workers: Arc<Workers>,
         trust: Arc<Trust>,
         shutdown: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
@@ -110,6 +112,7 @@ impl Projection {
                 let identity = identity.clone();
                 let last_offset = last_offset.clone();
                 let trust = trust.clone();
+                let workers = workers.clone();
                 async move {
                     broker::declare_topology(&session.connection, &topology, &settings).await?;
                     let channel = session.connection.create_channel().await?;
@@ -211,6 +214,10 @@ impl Projection {
                                         event.id
                                     ),
                                 );
+                                continue;
+                            }
+                            if let EventKind::Worker(beat) = &event.kind {
+                                workers.apply(&event.source, event.at_ms, beat);
                                 continue;
                             }
                             let applied = store.apply(&event, Origin::Stream);

@@ -21,6 +21,7 @@ use crate::amqp::events::Projection;
 use crate::amqp::submit::{SubmitError, Submitter};
 use crate::idempotency::KeyLocks;
 use crate::store::{KeyUse, Origin, Status, Store};
+use crate::workers::Workers;
 
 /// Health paths (compose.yaml's health checks use them; a test holds the two together).
 pub const HEALTH_PATH: &str = "/healthz";
@@ -33,6 +34,8 @@ pub const MAX_WAIT_SECS: f64 = 30.0;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<Store>,
+    /// Live workers, from their heartbeats.
+    pub workers: Arc<Workers>,
     pub submitter: Submitter,
     pub projection: Arc<Projection>,
     pub docs_dir: Option<PathBuf>,
@@ -53,6 +56,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/signature", post(submit))
         .route("/api/signature/{id}", get(status))
+        .route("/api/workers", get(workers))
         .route(HEALTH_PATH, get(|| async { "ok" }))
         .route(READY_PATH, get(ready))
         .route("/metrics", get(render_metrics))
@@ -251,6 +255,11 @@ struct StatusBody {
     status: Status,
 }
 
+/// Every worker heard of within the retention, online or not.
+async fn workers(State(state): State<AppState>) -> Response {
+    Json(serde_json::json!({ "workers": state.workers.list() })).into_response()
+}
+
 async fn ready(State(state): State<AppState>) -> Response {
     let publishing = state.submitter.is_ready();
     let consuming = state.projection.is_ready();
@@ -266,6 +275,7 @@ async fn ready(State(state): State<AppState>) -> Response {
 async fn render_metrics(State(state): State<AppState>) -> Response {
     metrics::gauge!("gateway_pending").set(state.store.pending() as f64);
     metrics::gauge!("gateway_store_entries").set(state.store.len() as f64);
+    metrics::gauge!("gateway_workers_online").set(state.workers.online() as f64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

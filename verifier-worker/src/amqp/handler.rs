@@ -22,6 +22,7 @@
 //!   dead-lettered (`expired`) instead of verified; the queue's
 //!   `x-message-ttl` does the same for requests still waiting in it.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ use verify_core::{
     join_batch, now_ms, split_batch, ErrorBody, Event, EventKind, Topology, VerifyRequest,
 };
 
+use crate::heartbeat::WorkerStats;
 use crate::pool::VerifyPool;
 
 /// How many times the messages' earlier copies were given back.
@@ -68,6 +70,8 @@ pub struct Handler {
     pub delivery_limit: u32,
     /// Requests older than this are not verified (their ids have expired).
     pub retention: Duration,
+    /// Counts for the heartbeats.
+    pub stats: Arc<WorkerStats>,
 }
 
 /// How one item of a message ended on this delivery.
@@ -109,6 +113,7 @@ impl Handler {
                 return;
             }
         };
+        let _held = self.stats.hold(items.len() as u64);
         if returned >= self.delivery_limit {
             self.last_delivery(&delivery, &items, returned).await;
             return;
@@ -318,7 +323,7 @@ impl Handler {
     /// rather than spending one of the message's deliveries.
     async fn publish_event(&self, event: Event) -> Result<(), PublishError> {
         let encoded = event.encode();
-        match self.events.publish(encoded.clone()).await {
+        let published = match self.events.publish(encoded.clone()).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 tracing::warn!(id = %event.id, error = %e, "result not confirmed; trying once more");
@@ -328,7 +333,14 @@ impl Handler {
                     Err(e)
                 }
             }
+        };
+        if published.is_ok() {
+            self.stats.processed.fetch_add(1, Ordering::Relaxed);
+            if matches!(event.kind, EventKind::Failed { .. }) {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            }
         }
+        published
     }
 
     /// Publishes `body` to the dead-letter queue with the reason in its

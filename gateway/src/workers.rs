@@ -1,0 +1,162 @@
+//! Live workers, projected from their `worker` events (online, a heartbeat
+//! every interval, offline on a graceful stop).
+//!
+//! Invariant: a worker is `online` while its last event says online or
+//! heartbeat and is no older than three of its heartbeat intervals (a
+//! SIGKILLed worker turns `offline` by itself); a worker is forgotten a
+//! retention after its last event. Only trusted workers' events reach here
+//! (the projection checks their `user_id` as for verdicts).
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use dashmap::DashMap;
+use serde::Serialize;
+use verify_core::{now_ms, WorkerBeat, WorkerState};
+
+/// Heartbeats a worker may miss before it counts as offline.
+const MISSED_BEATS: u64 = 3;
+
+#[derive(Default)]
+pub struct Workers {
+    seen: DashMap<String, Seen>,
+}
+
+struct Seen {
+    beat: WorkerBeat,
+    last_seen_ms: u64,
+}
+
+/// A worker as `GET /api/workers` shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerView {
+    pub name: String,
+    pub status: &'static str,
+    pub last_seen: String,
+    pub host: String,
+    pub pid: u32,
+    pub version: String,
+    pub started_at: String,
+    pub processed: u64,
+    pub failed: u64,
+    pub in_flight: u64,
+    pub verify_threads: u32,
+}
+
+fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+impl Workers {
+    /// Records what worker `name` said at `at_ms` (an older event than the
+    /// last one seen changes nothing: the stream may replay out of order
+    /// across reconnects).
+    pub fn apply(&self, name: &str, at_ms: u64, beat: &WorkerBeat) {
+        let at_ms = at_ms.min(now_ms());
+        let mut seen = self.seen.entry(name.to_owned()).or_insert_with(|| Seen {
+            beat: beat.clone(),
+            last_seen_ms: 0,
+        });
+        if at_ms >= seen.last_seen_ms {
+            seen.beat = beat.clone();
+            seen.last_seen_ms = at_ms;
+        }
+    }
+
+    fn is_online(seen: &Seen, now: u64) -> bool {
+        seen.beat.state != WorkerState::Offline
+            && now.saturating_sub(seen.last_seen_ms) <= seen.beat.heartbeat_ms.max(1) * MISSED_BEATS
+    }
+
+    /// Every worker known, by name.
+    pub fn list(&self) -> Vec<WorkerView> {
+        let now = now_ms();
+        let mut all: Vec<WorkerView> = self
+            .seen
+            .iter()
+            .map(|e| {
+                let seen = e.value();
+                let beat = &seen.beat;
+                WorkerView {
+                    name: e.key().clone(),
+                    status: if Self::is_online(seen, now) {
+                        "online"
+                    } else {
+                        "offline"
+                    },
+                    last_seen: rfc3339(seen.last_seen_ms),
+                    host: beat.host.clone(),
+                    pid: beat.pid,
+                    version: beat.version.clone(),
+                    started_at: rfc3339(beat.started_at_ms),
+                    processed: beat.processed,
+                    failed: beat.failed,
+                    in_flight: beat.in_flight,
+                    verify_threads: beat.verify_threads,
+                }
+            })
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    pub fn online(&self) -> usize {
+        let now = now_ms();
+        self.seen
+            .iter()
+            .filter(|e| Self::is_online(e.value(), now))
+            .count()
+    }
+
+    /// Forgets workers not heard of for `retention`.
+    pub fn sweep(&self, retention: Duration) {
+        let cutoff = now_ms().saturating_sub(retention.as_millis() as u64);
+        self.seen.retain(|_, seen| seen.last_seen_ms > cutoff);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beat(state: WorkerState) -> WorkerBeat {
+        WorkerBeat {
+            state,
+            host: "h".into(),
+            pid: 1,
+            version: "0.1.0".into(),
+            started_at_ms: now_ms(),
+            processed: 3,
+            failed: 1,
+            in_flight: 0,
+            verify_threads: 2,
+            heartbeat_ms: 1000,
+        }
+    }
+
+    #[test]
+    fn online_until_offline_or_three_beats_missed() {
+        let workers = Workers::default();
+        let now = now_ms();
+        workers.apply("a", now, &beat(WorkerState::Online));
+        workers.apply("b", now - 3_500, &beat(WorkerState::Heartbeat));
+        workers.apply("c", now, &beat(WorkerState::Offline));
+        let status: Vec<_> = workers
+            .list()
+            .iter()
+            .map(|w| (w.name.clone(), w.status))
+            .collect();
+        assert_eq!(
+            status,
+            [
+                ("a".into(), "online"),
+                ("b".into(), "offline"),
+                ("c".into(), "offline")
+            ]
+        );
+        assert_eq!(workers.online(), 1);
+        // An older event does not undo a newer one.
+        workers.apply("c", now - 1_000, &beat(WorkerState::Heartbeat));
+        assert_eq!(workers.list()[2].status, "offline");
+    }
+}

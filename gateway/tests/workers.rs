@@ -1,0 +1,112 @@
+//! Live workers: every worker announces itself, sends heartbeats with its
+//! counts, and says goodbye on a graceful stop; `GET /api/workers` lists
+//! them, and a worker that dies without a word is shown offline once it has
+//! missed three heartbeats (within 20 s at the default 5 s).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+async fn workers(gw: &Gateway) -> Vec<Value> {
+    let (status, _, json) = gw.get("/api/workers").await;
+    assert_eq!(status, 200, "{json}");
+    json["workers"].as_array().unwrap().clone()
+}
+
+/// The listed worker whose pid is `pid`.
+async fn worker(gw: &Gateway, pid: u32) -> Option<Value> {
+    workers(gw).await.into_iter().find(|w| w["pid"] == pid)
+}
+
+async fn wait_status_of(gw: &Gateway, pid: u32, status: &str, timeout: Duration) {
+    wait_for(&format!("worker {pid} {status}"), timeout, || async {
+        worker(gw, pid).await.is_some_and(|w| w["status"] == status)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn workers_are_listed_live_and_a_killed_one_goes_offline() {
+    let env = TestEnv::new();
+    let gw = env.gateway(&[]).await;
+    let mut killed = env.worker("worker-killed", &[]);
+    let stopped = env.worker("worker-stopped", &[]);
+    let (killed_pid, stopped_pid) = (killed.child.id(), stopped.child.id());
+    for pid in [killed_pid, stopped_pid] {
+        wait_status_of(&gw, pid, "online", Duration::from_secs(20)).await;
+    }
+
+    let signer = Signer2048::new();
+    let bodies: Vec<Value> = (0..20)
+        .map(|i| body_for(&signer, &format!("counted {i}"), i % 4 == 0))
+        .collect();
+    for id in submit_all(&gw, &bodies, 8).await {
+        gw.result(&id, Duration::from_secs(20)).await;
+    }
+    // The next heartbeats carry the counts.
+    wait_for("20 requests counted", Duration::from_secs(20), || async {
+        let listed = workers(&gw).await;
+        listed
+            .iter()
+            .filter_map(|w| w["processed"].as_u64())
+            .sum::<u64>()
+            == 20
+    })
+    .await;
+    let listed = worker(&gw, stopped_pid).await.unwrap();
+    for field in [
+        "name",
+        "lastSeen",
+        "host",
+        "version",
+        "startedAt",
+        "inFlight",
+        "verifyThreads",
+    ] {
+        assert!(!listed[field].is_null(), "{field} missing: {listed}");
+    }
+    assert!(
+        listed["name"].as_str().unwrap().starts_with("worker@"),
+        "{listed}"
+    );
+
+    // Killed without a word: offline after three missed heartbeats.
+    let died = Instant::now();
+    killed.signal(Signal::SIGKILL);
+    killed
+        .wait_exit(Duration::from_secs(5))
+        .expect("did not die");
+    wait_status_of(&gw, killed_pid, "offline", Duration::from_secs(25)).await;
+    let after = died.elapsed();
+    assert!(after < Duration::from_secs(20), "offline after {after:?}");
+    assert!(
+        after > Duration::from_secs(5),
+        "offline too early ({after:?}): not from missed beats"
+    );
+
+    // Stopped gracefully: offline at once, from its goodbye.
+    let stopping = Instant::now();
+    stopped.signal(Signal::SIGTERM);
+    wait_status_of(&gw, stopped_pid, "offline", Duration::from_secs(10)).await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopping.elapsed()
+    );
+
+    // A gateway started later knows both from the stream.
+    let late = env.gateway(&[]).await;
+    for pid in [killed_pid, stopped_pid] {
+        assert_eq!(worker(&late, pid).await.unwrap()["status"], "offline");
+    }
+    let (_, metrics) = gw.get_text("/metrics").await;
+    assert_eq!(
+        counter(&metrics, "gateway_workers_online"),
+        0.0,
+        "{metrics}"
+    );
+}
