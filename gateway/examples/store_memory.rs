@@ -49,6 +49,7 @@ fn main() {
                 verify_micros: 21,
                 submitted_at_ms: verify_core::now_ms(),
                 fingerprint: fingerprint.clone(),
+                delivery: None,
             },
         );
         store.apply(&verdict, Origin::Stream);

@@ -9,7 +9,7 @@
 //! retention); a long-poll registered on an id wakes on its result, also
 //! when the id was not known yet when the poll began.
 //!
-//! Memory: an entry is a fixed 32 bytes with no allocation of its own
+//! Memory: an entry is a fixed 40 bytes with no allocation of its own
 //! (times as 32-bit offsets, worker and key names as indexes into a table
 //! of names, the details of a failure, which is rare, in a map beside),
 //! plus its 16-byte id and the map's overhead. With `MAX_RESULTS` set the store
@@ -62,7 +62,7 @@ enum Outcome {
     Failed,
 }
 
-/// One id in 32 bytes (see the module's note on memory).
+/// One id in 40 bytes (see the module's note on memory).
 struct Entry {
     /// The first 64 bits of the fingerprint of the request accepted under
     /// this id (0: not known yet): a verdict naming another request answers
@@ -77,6 +77,12 @@ struct Entry {
     /// Interned worker and key names (indexes into [`Names`]).
     worker: u32,
     key_id: u32,
+    /// Interned name of the gateway that accepted it (for the timeline).
+    gateway: u32,
+    /// From the submission to the start of the verification.
+    queue_wait_ms: u32,
+    /// Which delivery answered (1: the first).
+    attempt: u16,
     outcome: Outcome,
     algorithm: Algorithm,
 }
@@ -96,12 +102,16 @@ impl Names {
             return *i;
         }
         let mut names = self.names.write().unwrap_or_else(|e| e.into_inner());
+        if names.is_empty() {
+            names.push("".into());
+        }
         *self.index.entry(name.into()).or_insert_with(|| {
             names.push(name.into());
             (names.len() - 1) as u32
         })
     }
 
+    /// Index 0 means "none": it is never given to a name.
     fn get(&self, i: u32) -> String {
         let names = self.names.read().unwrap_or_else(|e| e.into_inner());
         names
@@ -178,6 +188,8 @@ pub struct Store {
     names: Names,
     /// The details of failures (rare, so kept beside the entries).
     failures: DashMap<RequestId, ErrorBody>,
+    /// Requests a worker dead-lettered (rare): reason, when, by whom.
+    dead_letters: DashMap<RequestId, (u32, u64, u32)>,
     /// Entries count time in seconds from here (ms since the Unix epoch):
     /// an hour before the store was made, so replayed events fit.
     epoch_ms: u64,
@@ -204,6 +216,7 @@ impl Store {
             entries: DashMap::new(),
             names: Names::default(),
             failures: DashMap::new(),
+            dead_letters: DashMap::new(),
             epoch_ms: now_ms().saturating_sub(retention.as_millis() as u64 + 3_600_000),
             max_entries: max_entries.map(|m| m.max(1)),
             evicting: std::sync::Mutex::new(()),
@@ -237,6 +250,9 @@ impl Store {
             verify_micros: 0,
             worker: 0,
             key_id: 0,
+            gateway: 0,
+            queue_wait_ms: 0,
+            attempt: 0,
             outcome: Outcome::Pending,
             algorithm: Algorithm::DEFAULT,
         }
@@ -269,6 +285,81 @@ impl Store {
                 completed_at_ms,
             },
         }
+    }
+
+    /// The steps of a request, oldest first (None: unknown or expired):
+    /// `accepted` (by which gateway), `dead_lettered` (why, by which
+    /// worker), `completed` / `failed` (by which worker, on which delivery,
+    /// after how long a wait, how long the verification took).
+    pub fn timeline(&self, id: &RequestId) -> Option<Vec<serde_json::Value>> {
+        let entry = self.entries.get(id)?;
+        if self.expires_at_ms(&entry) <= now_ms() {
+            return None;
+        }
+        let at = |ms: u64| {
+            humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+                .to_string()
+        };
+        let accepted_at_ms = self
+            .expires_at_ms(&entry)
+            .saturating_sub(self.retention_ms());
+        let mut steps = vec![(
+            accepted_at_ms,
+            serde_json::json!({
+                "type": "accepted",
+                "at": at(accepted_at_ms),
+                "by": self.names.get(entry.gateway),
+            }),
+        )];
+        if let Some(dead) = self.dead_letters.get(id) {
+            let (reason, at_ms, by) = *dead;
+            steps.push((
+                at_ms,
+                serde_json::json!({
+                    "type": "dead_lettered",
+                    "at": at(at_ms),
+                    "by": self.names.get(by),
+                    "reason": self.names.get(reason),
+                }),
+            ));
+        }
+        if entry.outcome != Outcome::Pending {
+            let status = self.status(id, &entry);
+            let (at_ms, mut step) = match status {
+                Status::Completed {
+                    valid,
+                    verify_micros,
+                    completed_at_ms,
+                    ..
+                } => (
+                    completed_at_ms,
+                    serde_json::json!({
+                        "type": "completed",
+                        "valid": valid,
+                        "verifyMicros": verify_micros,
+                    }),
+                ),
+                Status::Failed {
+                    error,
+                    completed_at_ms,
+                    ..
+                } => (
+                    completed_at_ms,
+                    serde_json::json!({ "type": "failed", "errorCode": error.code }),
+                ),
+                Status::Pending => unreachable!("not pending"),
+            };
+            step["at"] = at(at_ms).into();
+            step["by"] = self.names.get(entry.worker).into();
+            if entry.attempt > 0 {
+                step["attempt"] = entry.attempt.into();
+                step["redelivered"] = (entry.attempt > 1).into();
+                step["queueWaitMs"] = entry.queue_wait_ms.into();
+            }
+            steps.push((at_ms, step));
+        }
+        steps.sort_by_key(|(at_ms, _)| *at_ms);
+        Some(steps.into_iter().map(|(_, step)| step).collect())
     }
 
     /// Makes room for one more entry when the store is full: the oldest
@@ -367,6 +458,9 @@ impl Store {
                 if entry.fingerprint == 0 {
                     entry.fingerprint = fingerprint_bits(fingerprint.as_ref());
                 }
+                if entry.gateway == 0 && !event.source.is_empty() {
+                    entry.gateway = self.names.intern(&event.source);
+                }
                 drop(entry);
                 if inserted {
                     self.pending.fetch_add(1, Ordering::Relaxed);
@@ -393,9 +487,10 @@ impl Store {
                     EventKind::Failed {
                         submitted_at_ms, ..
                     } => (Outcome::Failed, *submitted_at_ms),
-                    EventKind::Accepted { .. } | EventKind::Checkpoint | EventKind::Worker(_) => {
-                        (Outcome::Failed, 0)
-                    }
+                    EventKind::Accepted { .. }
+                    | EventKind::Checkpoint
+                    | EventKind::Worker(_)
+                    | EventKind::DeadLettered { .. } => (Outcome::Failed, 0),
                 };
                 if !self.entries.contains_key(&event.id) {
                     self.make_room();
@@ -429,6 +524,17 @@ impl Store {
                     notify.notify_waiters();
                 }
                 applied
+            }
+            EventKind::DeadLettered { reason, .. } => {
+                if self.entries.contains_key(&event.id) {
+                    let note = (
+                        self.names.intern(reason),
+                        at_ms,
+                        self.names.intern(&event.source),
+                    );
+                    self.dead_letters.insert(event.id, note);
+                }
+                Applied::Ignored
             }
             EventKind::Checkpoint | EventKind::Worker(_) => Applied::Ignored,
         }
@@ -519,6 +625,8 @@ impl Store {
             keep
         });
         self.failures.retain(|id, _| self.entries.contains_key(id));
+        self.dead_letters
+            .retain(|id, _| self.entries.contains_key(id));
         self.idempotency.retain(|_, k| k.expires_at_ms > now);
         before - self.entries.len()
     }
@@ -560,7 +668,22 @@ impl Store {
             EventKind::Failed { error, .. } => {
                 self.failures.insert(event.id, error.clone());
             }
-            EventKind::Accepted { .. } | EventKind::Checkpoint | EventKind::Worker(_) => {}
+            EventKind::Accepted { .. }
+            | EventKind::Checkpoint
+            | EventKind::Worker(_)
+            | EventKind::DeadLettered { .. } => {}
+        }
+        if let EventKind::Completed {
+            delivery: Some(info),
+            ..
+        }
+        | EventKind::Failed {
+            delivery: Some(info),
+            ..
+        } = &event.kind
+        {
+            entry.attempt = u16::try_from(info.attempt).unwrap_or(u16::MAX);
+            entry.queue_wait_ms = u32::try_from(info.queue_wait_ms).unwrap_or(u32::MAX);
         }
     }
 }
@@ -621,6 +744,7 @@ mod tests {
                 verify_micros: 1,
                 submitted_at_ms: now_ms(),
                 fingerprint: Some(F1.into()),
+                delivery: None,
             },
         )
     }

@@ -130,6 +130,26 @@ async fn sigkill_a_worker_holding_hundreds(queue_type: &str) -> String {
     // redelivered request's second verdict is the same anyway.
     let (_, gw_metrics) = gw.get_text("/metrics").await;
     assert_eq!(counter(&gw_metrics, "gateway_accepted_total"), 1000.0);
+
+    // The timelines show the second attempts, made by the survivor.
+    let mut second_attempts = 0;
+    for id in &ids {
+        let (status, _, timeline) = gw.get(&format!("/api/signature/{id}/events")).await;
+        assert_eq!(status, 200, "{timeline}");
+        let steps = timeline["events"].as_array().unwrap();
+        assert_eq!(steps[0]["type"], "accepted", "{timeline}");
+        assert!(
+            steps[0]["by"].as_str().unwrap().starts_with("gateway@"),
+            "{timeline}"
+        );
+        let answer = steps.last().unwrap();
+        assert_eq!(answer["type"], "completed", "{timeline}");
+        if answer["redelivered"] == true {
+            assert!(answer["attempt"].as_u64().unwrap() >= 2, "{timeline}");
+            second_attempts += 1;
+        }
+    }
+    assert!(second_attempts > 0, "no timeline shows a second attempt");
     metrics
 }
 

@@ -339,6 +339,20 @@ async fn one_unreadable_item_is_dead_lettered_alone_and_answered_failed() {
     let failed = gw.result(&unreadable, Duration::from_secs(20)).await;
     assert_eq!(failed["status"], "failed", "{failed}");
     assert_eq!(failed["error"]["code"], "unreadable_request", "{failed}");
+    // Its timeline says it was dead-lettered, and why.
+    wait_for(
+        "the dead_lettered step",
+        Duration::from_secs(20),
+        || async {
+            let (_, _, timeline) = gw.get(&format!("/api/signature/{unreadable}/events")).await;
+            timeline["events"].as_array().is_some_and(|steps| {
+                steps
+                    .iter()
+                    .any(|s| s["type"] == "dead_lettered" && s["reason"] == "unreadable_request")
+            })
+        },
+    )
+    .await;
 
     // Each unreadable item is its own dead letter, unchanged, with its reason.
     let dead = format!("{}.dead", env.queue);

@@ -74,6 +74,7 @@ pub async fn seed(args: Args) -> anyhow::Result<()> {
                 verify_micros: 20,
                 submitted_at_ms: verify_core::now_ms(),
                 fingerprint: None,
+                delivery: None,
             },
         ] {
             batch.push(Event::new(id, "seed", kind));

@@ -20,9 +20,9 @@ pub use algorithm::{Algorithm, Digest, Padding, UnknownAlgorithm};
 pub use backend::{Backend, Used};
 pub use keys::{KeyId, KeyLoadError, KeyRegistry, PublicKey};
 pub use message::{
-    join_batch, now_ms, process_identity, split_batch, BadRequestId, DecodeError, ErrorBody, Event,
-    EventKind, RequestId, UnreadableRequest, VerifyRequest, WorkerBeat, WorkerState,
-    SCHEMA_VERSION,
+    join_batch, now_ms, process_identity, split_batch, BadRequestId, DecodeError, DeliveryInfo,
+    ErrorBody, Event, EventKind, RequestId, UnreadableRequest, VerifyRequest, WorkerBeat,
+    WorkerState, SCHEMA_VERSION,
 };
 pub use topology::{Topology, DEFAULT_REQUEST_QUEUE};
 pub use verifier::{Verdict, Verifier, VerifyError};

@@ -329,6 +329,9 @@ pub enum EventKind {
         /// [`VerifyRequest::fingerprint`] of the request verified.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         fingerprint: Option<String>,
+        /// Which delivery this was and how long the request waited.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delivery: Option<DeliveryInfo>,
     },
     /// A worker could not check the signature (unknown key, disabled
     /// algorithm, unreadable request, delivery limit reached).
@@ -339,6 +342,16 @@ pub enum EventKind {
         /// [`VerifyRequest::fingerprint`] of the request, when it could be read.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         fingerprint: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delivery: Option<DeliveryInfo>,
+    },
+    /// A worker dead-lettered the request (`unreadable_request`,
+    /// `delivery_limit`, `expired`): it lies in `<queue>.dead`.
+    #[serde(rename_all = "camelCase")]
+    DeadLettered {
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delivery: Option<DeliveryInfo>,
     },
     /// A gateway's replay marker: it appends one when it starts reading the
     /// stream and is caught up when it reads it back. Carries no state; the
@@ -348,6 +361,16 @@ pub enum EventKind {
     /// interval, and on a graceful stop (`offline`). The event's `source` is
     /// the worker's name; its `id` is a nonce.
     Worker(WorkerBeat),
+}
+
+/// How a request reached the worker that answered it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryInfo {
+    /// 1 for the first delivery; more after a worker died or gave it back.
+    pub attempt: u32,
+    /// From submission to the start of its verification.
+    pub queue_wait_ms: u64,
 }
 
 /// What a worker tells of itself in a [`EventKind::Worker`] event.
@@ -438,7 +461,11 @@ impl Event {
     /// Events only a trusted worker may write: verdicts, and what workers
     /// say of themselves.
     pub fn is_from_worker(&self) -> bool {
-        self.is_terminal() || matches!(self.kind, EventKind::Worker(_))
+        self.is_terminal()
+            || matches!(
+                self.kind,
+                EventKind::Worker(_) | EventKind::DeadLettered { .. }
+            )
     }
 }
 
@@ -551,6 +578,10 @@ mod tests {
                 verify_micros: 20,
                 submitted_at_ms: 1,
                 fingerprint: Some("00ff".into()),
+                delivery: Some(DeliveryInfo {
+                    attempt: 2,
+                    queue_wait_ms: 3,
+                }),
             },
             EventKind::Failed {
                 error: ErrorBody {
@@ -559,6 +590,11 @@ mod tests {
                 },
                 submitted_at_ms: 1,
                 fingerprint: None,
+                delivery: None,
+            },
+            EventKind::DeadLettered {
+                reason: "expired".into(),
+                delivery: None,
             },
             EventKind::Checkpoint,
             EventKind::Worker(WorkerBeat {

@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/signature", post(submit))
         .route("/api/signature/{id}", get(status))
+        .route("/api/signature/{id}/events", get(timeline))
         .route("/api/workers", get(workers))
         .route(HEALTH_PATH, get(|| async { "ok" }))
         .route(READY_PATH, get(ready))
@@ -253,6 +254,18 @@ struct StatusBody {
     id: RequestId,
     #[serde(flatten)]
     status: Status,
+}
+
+/// A request's steps, oldest first: who accepted it, who answered it, on
+/// which delivery, after how long a wait; dead letters.
+async fn timeline(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id =
+        RequestId::parse(&id).map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))?;
+    let events = state.store.timeline(&id).ok_or(ApiError::NotFound)?;
+    Ok(Json(serde_json::json!({ "id": id, "events": events })).into_response())
 }
 
 /// Every worker heard of within the retention, online or not.

@@ -32,7 +32,8 @@ use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use serde_json::value::RawValue;
 use verify_core::{
-    join_batch, now_ms, split_batch, ErrorBody, Event, EventKind, Topology, VerifyRequest,
+    join_batch, now_ms, split_batch, DeliveryInfo, ErrorBody, Event, EventKind, RequestId,
+    Topology, VerifyRequest,
 };
 
 use crate::heartbeat::WorkerStats;
@@ -180,6 +181,10 @@ impl Handler {
                         returned,
                     )
                     .await;
+                if let (Some(id), Ok(())) = (unreadable.id, &dead) {
+                    self.tell_dead_lettered(id, "unreadable_request", returned)
+                        .await;
+                }
                 return if answered.is_ok() && dead.is_ok() {
                     Settled::Done
                 } else {
@@ -199,11 +204,15 @@ impl Handler {
                 .dead_letter(raw.get().as_bytes(), "expired", &detail, returned)
                 .await
             {
-                Ok(()) => Settled::Done,
+                Ok(()) => {
+                    self.tell_dead_lettered(request.id, "expired", returned)
+                        .await;
+                    Settled::Done
+                }
                 Err(_) => Settled::Retry,
             };
         }
-        match self.verify_and_publish(request).await {
+        match self.verify_and_publish(request, returned).await {
             Ok(()) => Settled::Done,
             Err(_) => Settled::Retry,
         }
@@ -228,6 +237,7 @@ impl Handler {
             "delivery limit reached; answering failed"
         );
         let mut answered = true;
+        let mut ids = Vec::new();
         for raw in items {
             let (id, kind) = match VerifyRequest::decode_item(raw) {
                 Ok(request) => (
@@ -255,6 +265,8 @@ impl Handler {
                     None => continue,
                 },
             };
+            ids.push(id);
+            let kind = delivered(kind, delivery_info(returned, now_ms()));
             if let Err(e) = self
                 .publish_event(Event::new(id, &self.identity, kind))
                 .await
@@ -272,13 +284,22 @@ impl Handler {
         if answered {
             self.dead_letter_message(delivery, "delivery_limit", &detail, returned)
                 .await;
+            for id in ids {
+                self.tell_dead_lettered(id, "delivery_limit", returned)
+                    .await;
+            }
         } else {
             self.give_back(delivery, &delivery.data, returned).await;
         }
     }
 
     /// Verifies one request and appends its result event (confirmed).
-    async fn verify_and_publish(&self, request: Arc<VerifyRequest>) -> Result<(), PublishError> {
+    async fn verify_and_publish(
+        &self,
+        request: Arc<VerifyRequest>,
+        returned: u32,
+    ) -> Result<(), PublishError> {
+        let info = delivery_info(returned, request.submitted_at_ms);
         let kind = match self.pool.verify(request.clone()).await {
             Ok((Ok(verdict), took)) => {
                 let outcome = if verdict.valid { "valid" } else { "invalid" };
@@ -292,6 +313,7 @@ impl Handler {
                     verify_micros: took.as_micros() as u64,
                     submitted_at_ms: request.submitted_at_ms,
                     fingerprint: Some(request.fingerprint()),
+                    delivery: None,
                 }
             }
             Ok((Err(e), _)) => {
@@ -313,8 +335,31 @@ impl Handler {
                 )
             }
         };
-        self.publish_event(Event::new(request.id, &self.identity, kind))
+        self.publish_event(Event::new(
+            request.id,
+            &self.identity,
+            delivered(kind, info),
+        ))
+        .await
+    }
+
+    /// Tells the gateways (best effort: the dead letter itself is what
+    /// counts) that the request `id` was dead-lettered.
+    async fn tell_dead_lettered(&self, id: RequestId, reason: &str, returned: u32) {
+        let kind = EventKind::DeadLettered {
+            reason: reason.to_owned(),
+            delivery: Some(DeliveryInfo {
+                attempt: returned.saturating_add(1),
+                queue_wait_ms: 0,
+            }),
+        };
+        if let Err(e) = self
+            .events
+            .publish(Event::new(id, &self.identity, kind).encode())
             .await
+        {
+            tracing::debug!(%id, error = %e, "dead_lettered event not confirmed");
+        }
     }
 
     /// Appends an event to the stream, confirmed. When the results link is
@@ -488,5 +533,23 @@ fn failed(
         },
         submitted_at_ms,
         fingerprint,
+        delivery: None,
     }
+}
+
+/// Which delivery this is (`returned` earlier ones) and how long the
+/// request has waited.
+fn delivery_info(returned: u32, submitted_at_ms: u64) -> DeliveryInfo {
+    DeliveryInfo {
+        attempt: returned.saturating_add(1),
+        queue_wait_ms: now_ms().saturating_sub(submitted_at_ms),
+    }
+}
+
+/// Notes how `kind` (a verdict) was delivered.
+fn delivered(mut kind: EventKind, info: DeliveryInfo) -> EventKind {
+    if let EventKind::Completed { delivery, .. } | EventKind::Failed { delivery, .. } = &mut kind {
+        *delivery = Some(info);
+    }
+    kind
 }
