@@ -673,7 +673,7 @@ mod tests {
         let known = Event::new(id, "w", EventKind::Checkpoint);
         let known_json = String::from_utf8(known.encode()).unwrap();
         let message = format!(
-            r#"[{{"v":1,"id":"{id}","atMs":1,"source":"w","kind":{{"deadLettered":{{"reason":"x"}}}}}},{{"v":2,"id":"{id}","atMs":1,"source":"w","kind":"checkpoint"}},{known_json}]"#
+            r#"[{{"v":1,"id":"{id}","atMs":1,"source":"w","kind":{{"rerouted":{{"to":"x"}}}}}},{{"v":2,"id":"{id}","atMs":1,"source":"w","kind":"checkpoint"}},{known_json}]"#
         );
         let items = Event::decode_items(message.as_bytes()).unwrap();
         assert!(matches!(items[0], Err(DecodeError::Json(_))));
