@@ -19,5 +19,6 @@ pub mod config;
 pub mod http;
 pub mod idempotency;
 pub mod startup;
+pub mod stats;
 pub mod store;
 pub mod workers;

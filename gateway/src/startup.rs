@@ -13,6 +13,7 @@ use crate::amqp::submit::Submitter;
 use crate::config::Config;
 use crate::http::{router, AppState};
 use crate::idempotency::KeyLocks;
+use crate::stats::LiveStats;
 use crate::store::Store;
 use crate::workers::Workers;
 
@@ -59,10 +60,12 @@ impl Application {
             identity,
         };
         let workers = Arc::new(Workers::default());
+        let stats = Arc::new(LiveStats::default());
         let (projection, events_task) = Projection::spawn(
             source,
             store.clone(),
             workers.clone(),
+            stats.clone(),
             Arc::new(Trust::new(trusted)),
             links.clone(),
         );
@@ -77,6 +80,7 @@ impl Application {
         let state = AppState {
             store,
             workers,
+            stats,
             submitter,
             projection: Arc::new(projection),
             docs_dir: config.docs_dir,

@@ -1,7 +1,8 @@
 //! Live workers: every worker announces itself, sends heartbeats with its
 //! counts, and says goodbye on a graceful stop; `GET /api/workers` lists
 //! them, and a worker that dies without a word is shown offline once it has
-//! missed three heartbeats (within 20 s at the default 5 s).
+//! missed three heartbeats (within 20 s at the default 5 s). `/api/stats`
+//! shows the service-wide figures.
 
 mod common;
 
@@ -57,6 +58,23 @@ async fn workers_are_listed_live_and_a_killed_one_goes_offline() {
             == 20
     })
     .await;
+    // The service-wide figures, as the dashboard will show them.
+    wait_for("live stats", Duration::from_secs(20), || async {
+        let (_, _, stats) = gw.get("/api/stats").await;
+        stats["queueConsumers"] == 2 && stats["completed"]["lastMinute"].as_f64() > Some(0.0)
+    })
+    .await;
+    let (_, _, stats) = gw.get("/api/stats").await;
+    assert_eq!(stats["workersOnline"], 2, "{stats}");
+    assert_eq!(stats["queueDepth"], 0, "{stats}");
+    assert_eq!(stats["deadLetters"], 0, "{stats}");
+    assert!(
+        stats["accepted"]["lastMinute"].as_f64() > Some(0.0),
+        "{stats}"
+    );
+    assert!(stats["endToEndMs"]["p99"].as_f64() > Some(0.0), "{stats}");
+    assert!(stats["verifyMs"]["p50"].as_f64() > Some(0.0), "{stats}");
+
     let listed = worker(&gw, stopped_pid).await.unwrap();
     for field in [
         "name",

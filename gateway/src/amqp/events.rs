@@ -26,6 +26,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use tokio_util::sync::CancellationToken;
 use verify_core::{Event, EventKind, RequestId, Topology};
 
+use crate::stats::LiveStats;
 use crate::store::{Applied, Origin, Store};
 use crate::workers::Workers;
 
@@ -88,6 +89,7 @@ impl Projection {
         source: Source,
         store: Arc<Store>,
         workers: Arc<Workers>,
+        stats: Arc<LiveStats>,
         trust: Arc<Trust>,
         shutdown: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
@@ -113,6 +115,7 @@ impl Projection {
                 let last_offset = last_offset.clone();
                 let trust = trust.clone();
                 let workers = workers.clone();
+                let stats = stats.clone();
                 async move {
                     broker::declare_topology(&session.connection, &topology, &settings).await?;
                     let channel = session.connection.create_channel().await?;
@@ -156,6 +159,13 @@ impl Projection {
                             "checkpoint",
                         )
                         .await?;
+                    // The request queue as the broker sees it, for /api/stats.
+                    let poller = tokio::spawn(poll_queues(
+                        session.connection.clone(),
+                        topology.clone(),
+                        stats.clone(),
+                    ));
+                    let _poller = AbortOnDrop(poller);
                     let replay_started = std::time::Instant::now();
                     let mut replayed = 0u64;
                     let mut caught_up = false;
@@ -229,7 +239,11 @@ impl Projection {
                                 );
                                 continue;
                             }
-                            record(applied, event.at_ms >= started_at_ms);
+                            let live = event.at_ms >= started_at_ms;
+                            if live {
+                                count_live(&stats, &event, applied);
+                            }
+                            record(applied, live);
                         }
                         // The last few deliveries may stay unacked while the stream
                         // is idle; ACK_BATCH < prefetch, so credit never runs out.
@@ -255,6 +269,85 @@ impl Projection {
 
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
         self.link.wait_up(timeout).await
+    }
+}
+
+/// Feeds the live figures of `/api/stats`.
+fn count_live(stats: &LiveStats, event: &Event, applied: Applied) {
+    match (&event.kind, applied) {
+        (EventKind::Accepted { .. }, _) => stats.accepted(),
+        (kind, Applied::Finished { latency_ms, .. }) => {
+            let verify_micros = match kind {
+                EventKind::Completed { verify_micros, .. } => *verify_micros,
+                _ => 0,
+            };
+            stats.completed(
+                Duration::from_millis(latency_ms),
+                Duration::from_micros(verify_micros),
+            );
+        }
+        _ => {}
+    }
+}
+
+/// Aborts a task when dropped (a session's helpers end with it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Every second, the request queue's depth and consumers and the dead
+/// letters' count (passive declares on a channel of their own: a missing
+/// queue closes only that channel).
+async fn poll_queues(
+    connection: Arc<lapin::Connection>,
+    topology: Arc<Topology>,
+    stats: Arc<LiveStats>,
+) {
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let mut channel: Option<lapin::Channel> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if channel.as_ref().is_none_or(|c| !c.status().connected()) {
+            channel = connection.create_channel().await.ok();
+        }
+        let Some(ch) = &channel else { continue };
+        let request = ch
+            .queue_declare(
+                topology.request_queue.as_str().into(),
+                passive,
+                FieldTable::default(),
+            )
+            .await;
+        let dead = ch
+            .queue_declare(
+                topology.dead_letter_queue.as_str().into(),
+                passive,
+                FieldTable::default(),
+            )
+            .await;
+        match (request, dead) {
+            (Ok(q), Ok(d)) => {
+                stats
+                    .queue_depth
+                    .store(u64::from(q.message_count()), Ordering::Relaxed);
+                stats
+                    .queue_consumers
+                    .store(u64::from(q.consumer_count()), Ordering::Relaxed);
+                stats
+                    .dead_letters
+                    .store(u64::from(d.message_count()), Ordering::Relaxed);
+                stats.queue_known.store(true, Ordering::Relaxed);
+            }
+            _ => stats.queue_known.store(false, Ordering::Relaxed),
+        }
     }
 }
 

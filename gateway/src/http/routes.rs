@@ -20,6 +20,7 @@ use super::submit;
 use crate::amqp::events::Projection;
 use crate::amqp::submit::{SubmitError, Submitter};
 use crate::idempotency::KeyLocks;
+use crate::stats::LiveStats;
 use crate::store::{KeyUse, Origin, Status, Store};
 use crate::workers::Workers;
 
@@ -36,6 +37,8 @@ pub struct AppState {
     pub store: Arc<Store>,
     /// Live workers, from their heartbeats.
     pub workers: Arc<Workers>,
+    /// Live figures for /api/stats.
+    pub stats: Arc<LiveStats>,
     pub submitter: Submitter,
     pub projection: Arc<Projection>,
     pub docs_dir: Option<PathBuf>,
@@ -58,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/signature/{id}", get(status))
         .route("/api/signature/{id}/events", get(timeline))
         .route("/api/workers", get(workers))
+        .route("/api/stats", get(stats))
         .route(HEALTH_PATH, get(|| async { "ok" }))
         .route(READY_PATH, get(ready))
         .route("/metrics", get(render_metrics))
@@ -266,6 +270,11 @@ async fn timeline(
         RequestId::parse(&id).map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))?;
     let events = state.store.timeline(&id).ok_or(ApiError::NotFound)?;
     Ok(Json(serde_json::json!({ "id": id, "events": events })).into_response())
+}
+
+/// Service-wide figures: rates, latencies, the queue, workers online.
+async fn stats(State(state): State<AppState>) -> Response {
+    Json(state.stats.snapshot(state.workers.online())).into_response()
 }
 
 /// Every worker heard of within the retention, online or not.
