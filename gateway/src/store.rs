@@ -362,14 +362,14 @@ impl Store {
         Some(steps.into_iter().map(|(_, step)| step).collect())
     }
 
-    /// Makes room for one more entry when the store is full: the oldest
+    /// Makes room for `id` when the store is full and `id` is new: the oldest
     /// sixteenth of the limit expires at once (so the cost of finding them
     /// is spread over many inserts).
-    fn make_room(&self) {
+    fn make_room(&self, id: &RequestId) {
         let Some(max) = self.max_entries else {
             return;
         };
-        if self.entries.len() < max {
+        if self.entries.len() < max || self.entries.contains_key(id) {
             return;
         }
         let Ok(_one_at_a_time) = self.evicting.try_lock() else {
@@ -447,9 +447,7 @@ impl Store {
                 if let Some(key) = idempotency_key {
                     self.bind_key(key, event.id, fingerprint, expires_at_ms, origin, now);
                 }
-                if !self.entries.contains_key(&event.id) {
-                    self.make_room();
-                }
+                self.make_room(&event.id);
                 let mut inserted = false;
                 let mut entry = self.entries.entry(event.id).or_insert_with(|| {
                     inserted = true;
@@ -492,9 +490,7 @@ impl Store {
                     | EventKind::Worker(_)
                     | EventKind::DeadLettered { .. } => (Outcome::Failed, 0),
                 };
-                if !self.entries.contains_key(&event.id) {
-                    self.make_room();
-                }
+                self.make_room(&event.id);
                 let applied = {
                     let mut entry = self.entries.entry(event.id).or_insert_with(|| {
                         // A result before (or without) its `accepted`: count

@@ -233,19 +233,29 @@ impl VerifyRequest {
 
     /// Decodes one item of a request-queue message (see [`split_batch`]).
     pub fn decode_item(raw: &RawValue) -> Result<Self, UnreadableRequest> {
-        let probe = Probe::of(raw);
-        let id = probe
-            .as_ref()
-            .and_then(|p| p.id.as_deref())
-            .and_then(|id| RequestId::parse(id).ok());
-        let unreadable = |error| UnreadableRequest { id, error };
-        if let Some(v) = probe.and_then(|p| p.v) {
-            check_version(v).map_err(unreadable)?;
+        match serde_json::from_str::<VerifyRequest>(raw.get()) {
+            Ok(request) => match check_version(request.v) {
+                Ok(()) => Ok(request),
+                Err(error) => Err(UnreadableRequest {
+                    id: Some(request.id),
+                    error,
+                }),
+            },
+            // Only an item that does not decode is read a second time, for
+            // what can be said of it: its id, and whether it is newer.
+            Err(e) => {
+                let probe = Probe::of(raw);
+                let id = probe
+                    .as_ref()
+                    .and_then(|p| p.id.as_deref())
+                    .and_then(|id| RequestId::parse(id).ok());
+                let error = match probe.and_then(|p| p.v) {
+                    Some(v) if v != SCHEMA_VERSION => DecodeError::UnsupportedVersion(v),
+                    _ => e.into(),
+                };
+                Err(UnreadableRequest { id, error })
+            }
         }
-        let request: VerifyRequest =
-            serde_json::from_str(raw.get()).map_err(|e| unreadable(e.into()))?;
-        check_version(request.v).map_err(unreadable)?;
-        Ok(request)
     }
 
     /// A digest of what was asked (document, signature, algorithm, key):
@@ -434,12 +444,15 @@ impl Event {
     /// of a newer version or of a kind this build does not know is an error
     /// for this item alone; unknown fields are ignored.
     pub fn decode_item(raw: &RawValue) -> Result<Self, DecodeError> {
-        if let Some(v) = Probe::of(raw).and_then(|p| p.v) {
-            check_version(v)?;
+        match serde_json::from_str::<Event>(raw.get()) {
+            Ok(event) => check_version(event.v).map(|()| event),
+            // A newer version may have a kind this build does not know:
+            // say so rather than "malformed".
+            Err(e) => match Probe::of(raw).and_then(|p| p.v) {
+                Some(v) if v != SCHEMA_VERSION => Err(DecodeError::UnsupportedVersion(v)),
+                _ => Err(e.into()),
+            },
         }
-        let event: Event = serde_json::from_str(raw.get())?;
-        check_version(event.v)?;
-        Ok(event)
     }
 
     /// Decodes every item of a stream message, each on its own.

@@ -367,13 +367,13 @@ impl Handler {
     /// meanwhile) and the event is tried once more when the link is back,
     /// rather than spending one of the message's deliveries.
     async fn publish_event(&self, event: Event) -> Result<(), PublishError> {
-        let encoded = event.encode();
-        let published = match self.events.publish(encoded.clone()).await {
+        let published = match self.events.publish(event.encode()).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 tracing::warn!(id = %event.id, error = %e, "result not confirmed; trying once more");
                 if self.results.wait_usable(HOLD_WHILE_UNPUBLISHABLE).await {
-                    self.events.publish(encoded).await
+                    // Encoded again rather than copied up front: the retry is rare.
+                    self.events.publish(event.encode()).await
                 } else {
                     Err(e)
                 }
