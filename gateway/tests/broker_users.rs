@@ -7,7 +7,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -16,18 +15,7 @@ use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 
 fn script(args: &[&str], vars: &[(&str, &str)]) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/broker-users.sh");
-    let out = Command::new("bash")
-        .arg(path)
-        .args(args)
-        .envs(vars.iter().copied())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "broker-users.sh {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_script("broker-users.sh", args, vars);
 }
 
 /// `KEY=value` lines of a file.
@@ -149,14 +137,10 @@ async fn the_compose_definitions_load_and_grant_what_each_role_needs() {
     let conf = std::fs::read_to_string(dir.path().join("definitions.conf")).unwrap();
     assert!(conf.contains("load_definitions = /etc/rabbitmq/definitions.json"));
     let definitions = dir.path().join("definitions.json");
-    let out = Command::new("rabbitmqctl")
-        .args(["import_definitions", definitions.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run(
+        "rabbitmqctl",
+        &["import_definitions", definitions.to_str().unwrap()],
+        &[],
     );
 
     let passwords = read_env(&env_file);

@@ -107,6 +107,19 @@ async fn kill_and_watch(cluster: &Cluster, node: u8, gateways: &[String]) -> Dur
     last_unready
 }
 
+/// SIGKILLs the node leading `queue` and asserts every gateway is ready
+/// again within 10 s; the node killed.
+async fn kill_the_leader(cluster: &Cluster, queue: &str, gateways: &[String]) -> u8 {
+    let leader = cluster.leader(queue);
+    let unready = kill_and_watch(cluster, leader, gateways).await;
+    eprintln!("killed node {leader} (leader): gateways last unready {unready:?} after the kill");
+    assert!(
+        unready < Duration::from_secs(10),
+        "not ready again within 10 s: {unready:?}"
+    );
+    leader
+}
+
 #[tokio::test]
 async fn losing_any_one_node_under_load_loses_nothing() {
     let cluster = Cluster::start();
@@ -142,25 +155,13 @@ async fn losing_any_one_node_under_load_loses_nothing() {
         assert_eq!(b.result(id, Duration::from_secs(30)).await["valid"], *valid);
     }
 
-    let first = cluster.leader(&env.queue);
-    let unready = kill_and_watch(&cluster, first, &gateways).await;
-    eprintln!("killed node {first} (leader): gateways last unready {unready:?} after the kill");
-    assert!(
-        unready < Duration::from_secs(10),
-        "not ready again within 10 s: {unready:?}"
-    );
+    let first = kill_the_leader(&cluster, &env.queue, &gateways).await;
     let after_first = load.accepted();
     accepted_at_least(&load, after_first + 300).await;
 
     cluster.start_node(first);
     cluster.script(&["wait"]);
-    let second = cluster.leader(&env.queue);
-    let unready = kill_and_watch(&cluster, second, &gateways).await;
-    eprintln!("killed node {second} (leader): gateways last unready {unready:?} after the kill");
-    assert!(
-        unready < Duration::from_secs(10),
-        "not ready again within 10 s: {unready:?}"
-    );
+    kill_the_leader(&cluster, &env.queue, &gateways).await;
     let after_second = load.accepted();
     accepted_at_least(&load, (after_second + 300).max(1_100)).await;
     load.stop.store(true, Ordering::Relaxed);

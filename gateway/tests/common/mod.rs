@@ -533,34 +533,20 @@ impl PrivateBroker {
 
     /// Runs `rabbitmqctl` against this node.
     pub fn ctl(&self, args: &[&str]) {
-        let out = Command::new("rabbitmqctl")
-            .arg("-n")
-            .arg(format!("{}@localhost", self.name))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "rabbitmqctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let node = format!("{}@localhost", self.name);
+        let mut all = vec!["-n", node.as_str()];
+        all.extend_from_slice(args);
+        run("rabbitmqctl", &all, &[]);
     }
 
     fn script(&self, args: &[&str]) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/rabbit-node.sh");
-        let out = Command::new("bash")
-            .arg(script)
-            .args(args)
-            .env("RABBIT_NODE_DIR", self.dir.path())
-            .env("RABBIT_EXTRA_CONF", &self.extra_conf)
-            .env("RABBIT_DIST_PORT", self.dist_port.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "rabbit-node.sh {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let dist_port = self.dist_port.to_string();
+        let vars = [
+            ("RABBIT_NODE_DIR", self.dir.path().to_str().unwrap()),
+            ("RABBIT_EXTRA_CONF", self.extra_conf.as_str()),
+            ("RABBIT_DIST_PORT", dist_port.as_str()),
+        ];
+        run_script("rabbit-node.sh", args, &vars);
     }
 
     pub fn up(&self) {
@@ -703,16 +689,33 @@ pub struct BrokerUser {
     pub password: String,
 }
 
-fn rabbitmqctl(args: &[&str]) {
-    let out = Command::new("rabbitmqctl")
+/// Runs `program` (asserting it succeeds); its standard output, trimmed.
+pub fn run(program: &str, args: &[&str], vars: &[(&str, &str)]) -> String {
+    let out = Command::new(program)
         .args(args)
+        .envs(vars.iter().copied())
         .output()
-        .expect("rabbitmqctl must be installed beside the broker");
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
     assert!(
         out.status.success(),
-        "rabbitmqctl {args:?}: {}",
+        "{program} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Runs `scripts/<name>` of this project with bash; its standard output.
+pub fn run_script(name: &str, args: &[&str], vars: &[(&str, &str)]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scripts")
+        .join(name);
+    let mut all = vec![path.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run("bash", &all, vars)
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    run("rabbitmqctl", args, &[]);
 }
 
 impl BrokerUser {
@@ -776,21 +779,13 @@ impl Cluster {
 
     /// Runs scripts/cluster.sh for this cluster; its standard output.
     pub fn script(&self, args: &[&str]) -> String {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cluster.sh");
-        let out = Command::new("bash")
-            .arg(script)
-            .args(args)
-            .env("CLUSTER_NAME", &self.name)
-            .env("CLUSTER_PORT", self.base_port.to_string())
-            .env("CLUSTER_DIR", self.dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "cluster.sh {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        let port = self.base_port.to_string();
+        let vars = [
+            ("CLUSTER_NAME", self.name.as_str()),
+            ("CLUSTER_PORT", port.as_str()),
+            ("CLUSTER_DIR", self.dir.path().to_str().unwrap()),
+        ];
+        run_script("cluster.sh", args, &vars)
     }
 
     /// Every node's URL, comma-separated (an `AMQP_URL`).
