@@ -230,3 +230,70 @@ pub async fn declare_topology(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(queue_type: QueueType) -> QueueSettings {
+        QueueSettings {
+            queue_type,
+            max_queue_length: Some(100),
+            retention: Duration::from_secs(900),
+            delivery_limit: 5,
+        }
+    }
+
+    fn arg<'a>(table: &'a FieldTable, key: &str) -> Option<&'a AMQPValue> {
+        table.inner().get(key)
+    }
+
+    #[test]
+    fn a_quorum_request_queue_follows_rabbitmqs_guidance() {
+        let topology = Topology::new("q");
+        let queues = queue_arguments(&topology, &settings(QueueType::Quorum));
+        let (name, request) = &queues[1];
+        assert_eq!(name, "q");
+        assert_eq!(arg(request, "x-queue-type"), Some(&long("quorum")));
+        // The broker's backstop behind the workers' own count.
+        assert_eq!(
+            arg(request, "x-delivery-limit"),
+            Some(&AMQPValue::LongLongInt(5))
+        );
+        assert_eq!(
+            arg(request, "x-dead-letter-strategy"),
+            Some(&long("at-least-once"))
+        );
+        assert_eq!(arg(request, "x-overflow"), Some(&long("reject-publish")));
+        assert_eq!(
+            arg(request, "x-message-ttl"),
+            Some(&AMQPValue::LongLongInt(900_000))
+        );
+        assert_eq!(
+            arg(request, "x-dead-letter-routing-key"),
+            Some(&long("q.dead"))
+        );
+        assert_eq!(arg(&queues[0].1, "x-queue-type"), Some(&long("quorum")));
+        assert_eq!(arg(&queues[2].1, "x-queue-type"), Some(&long("stream")));
+    }
+
+    #[test]
+    fn a_classic_request_queue_is_version_2_with_the_same_ttl_and_bound() {
+        let queues = queue_arguments(&Topology::new("q"), &settings(QueueType::Classic));
+        let request = &queues[1].1;
+        assert_eq!(
+            arg(request, "x-queue-version"),
+            Some(&AMQPValue::LongLongInt(2))
+        );
+        assert_eq!(arg(request, "x-queue-type"), None);
+        assert_eq!(
+            arg(request, "x-message-ttl"),
+            Some(&AMQPValue::LongLongInt(900_000))
+        );
+        assert_eq!(
+            arg(request, "x-max-length"),
+            Some(&AMQPValue::LongLongInt(100))
+        );
+        assert_eq!(arg(request, "x-delivery-limit"), None);
+    }
+}
