@@ -11,6 +11,7 @@
 //! verdicts only from the worker user). [`serve`] keeps a publisher up for a
 //! link's session and reopens its channel when the broker closes it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,6 +55,8 @@ pub struct Publisher {
     /// The connection's state: a publish that failed with its connection
     /// gone may be published again on the next one.
     connection: ConnectionStatus,
+    /// Set when the broker refused a message on this channel (see [`serve`]).
+    nacked: Arc<AtomicBool>,
 }
 
 impl Publisher {
@@ -71,6 +74,7 @@ impl Publisher {
             confirm_timeout,
             user: ShortString::from(user),
             connection: connection.status().clone(),
+            nacked: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -121,7 +125,10 @@ impl Publisher {
             match confirm {
                 Confirmation::Ack(None) => Ok(()),
                 Confirmation::Ack(Some(_returned)) => Err(PublishError::Unroutable),
-                Confirmation::Nack(_) => Err(PublishError::Nacked),
+                Confirmation::Nack(_) => {
+                    self.nacked.store(true, Ordering::Relaxed);
+                    Err(PublishError::Nacked)
+                }
                 // Confirm mode is always on for this channel.
                 Confirmation::NotRequested => Ok(()),
             }
@@ -136,6 +143,12 @@ impl Publisher {
         self.channel.status().connected()
     }
 
+    /// Whether the broker refused a message on this channel since the last
+    /// call.
+    fn take_nacked(&self) -> bool {
+        self.nacked.swap(false, Ordering::Relaxed)
+    }
+
     /// True once the connection under this publisher is gone (its node
     /// died, or the network failed), as opposed to a channel the broker
     /// closed on a live connection.
@@ -148,6 +161,14 @@ impl Publisher {
 /// shutdown, and opens a fresh channel whenever the broker closes the
 /// current one (a refused message can close a channel while the connection
 /// lives on); meanwhile the link offers nothing, so callers see "not ready".
+///
+/// A channel on which the broker refused a message is replaced too, while
+/// the link stays ready: RabbitMQ 3.10 keeps a channel's view of a quorum
+/// queue's leader, and a channel that published while a new leader was
+/// being elected went on being refused with the queue empty and led
+/// (seen in the cluster fault test). A fresh channel finds the leader; when
+/// the queue is really full, it is refused the same way. The old channel is
+/// closed once the confirms in flight on it have had their time.
 pub async fn serve(session: Session<Publisher>, confirm_timeout: Duration) -> SessionResult {
     let open = || Publisher::open(&session.connection, &session.user, confirm_timeout);
     let mut publisher = open().await?;
@@ -163,6 +184,16 @@ pub async fn serve(session: Session<Publisher>, confirm_timeout: Duration) -> Se
             session.set_unready();
             publisher = open().await?;
             session.set_ready(publisher.clone());
+            metrics::counter!("publish_channel_reopened_total", "reason" => "closed").increment(1);
+        } else if publisher.take_nacked() {
+            tracing::debug!("the broker refused a message; publishing on a fresh channel");
+            let old = std::mem::replace(&mut publisher, open().await?);
+            session.set_ready(publisher.clone());
+            metrics::counter!("publish_channel_reopened_total", "reason" => "nacked").increment(1);
+            tokio::spawn(async move {
+                tokio::time::sleep(confirm_timeout).await;
+                let _ = old.channel.close(200, "replaced".into()).await;
+            });
         }
     }
 }

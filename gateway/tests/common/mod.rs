@@ -332,8 +332,10 @@ impl TestEnv {
 }
 
 impl Drop for TestEnv {
-    /// Deletes this test's queues so the shared broker does not fill up.
+    /// Deletes this test's queues so the shared broker does not fill up;
+    /// a failing test keeps its directory (the processes' logs).
     fn drop(&mut self) {
+        keep_if_failing(&mut self.dir, "test directory");
         let queue = self.queue.clone();
         let cleanup = async move {
             let Ok(conn) = Connection::connect(AMQP_URL, ConnectionProperties::default()).await
@@ -744,6 +746,14 @@ impl Drop for BrokerUser {
     }
 }
 
+/// When the test is failing, keeps `dir` and says where it is.
+fn keep_if_failing(dir: &mut tempfile::TempDir, what: &str) {
+    if std::thread::panicking() {
+        dir.disable_cleanup(true);
+        eprintln!("kept the {what}: {}", dir.path().display());
+    }
+}
+
 /// A three-node cluster of private RabbitMQ nodes (scripts/cluster.sh),
 /// stopped when dropped. The shared broker is never touched.
 pub struct Cluster {
@@ -809,6 +819,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        keep_if_failing(&mut self.dir, "cluster directory (node logs)");
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.script(&["down"])));
     }
 }
