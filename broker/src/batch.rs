@@ -19,6 +19,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 use crate::{Link, PublishError, Publisher};
@@ -51,10 +52,18 @@ impl BatchLimits {
 
 type Reply = oneshot::Sender<Result<(), PublishError>>;
 
+/// One item to publish: its JSON, its `traceparent` (set as the message's
+/// AMQP header when the message holds this item alone), whom to answer.
+struct Item {
+    json: Vec<u8>,
+    traceparent: Option<String>,
+    reply: Reply,
+}
+
 /// A handle to publish items (each already JSON-encoded); cheap to clone.
 #[derive(Clone)]
 pub struct BatchPublisher {
-    tx: mpsc::UnboundedSender<(Vec<u8>, Reply)>,
+    tx: mpsc::UnboundedSender<Item>,
 }
 
 impl BatchPublisher {
@@ -74,9 +83,24 @@ impl BatchPublisher {
     /// Publishes one JSON value; resolves once the broker confirmed the
     /// message carrying it (or refused it, or failed).
     pub async fn publish(&self, item: Vec<u8>) -> Result<(), PublishError> {
+        self.publish_traced(item, None).await
+    }
+
+    /// [`BatchPublisher::publish`] for an item that carries a trace: a
+    /// message holding this item alone also carries its `traceparent` as an
+    /// AMQP header (a batch's items carry theirs inside).
+    pub async fn publish_traced(
+        &self,
+        json: Vec<u8>,
+        traceparent: Option<String>,
+    ) -> Result<(), PublishError> {
         let (reply, confirmed) = oneshot::channel();
         self.tx
-            .send((item, reply))
+            .send(Item {
+                json,
+                traceparent,
+                reply,
+            })
             .map_err(|_| PublishError::Closed)?;
         confirmed.await.unwrap_or(Err(PublishError::Closed))
     }
@@ -87,14 +111,14 @@ async fn run(
     queue: String,
     kind: &'static str,
     limits: BatchLimits,
-    mut rx: mpsc::UnboundedReceiver<(Vec<u8>, Reply)>,
+    mut rx: mpsc::UnboundedReceiver<Item>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.in_flight.max(1)));
     // Signalled whenever a batch is settled.
     let settled = Arc::new(Notify::new());
     let queue: Arc<str> = queue.into();
     // An item that did not fit the previous batch opens the next one.
-    let mut carried: Option<(Vec<u8>, Reply)> = None;
+    let mut carried: Option<Item> = None;
     loop {
         // Take a slot first: while all are busy, items pile up into the next batch.
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -112,16 +136,16 @@ async fn run(
             let _ = tokio::time::timeout(limits.linger, settled.notified()).await;
         }
         // The message's size as it will be sent: items, commas, brackets.
-        let mut bytes = first.0.len() + 2;
+        let mut bytes = first.json.len() + 2;
         let mut batch = vec![first];
         while batch.len() < limits.max_items {
             match rx.try_recv() {
-                Ok(item) if bytes + item.0.len() + 1 > limits.max_bytes => {
+                Ok(item) if bytes + item.json.len() + 1 > limits.max_bytes => {
                     carried = Some(item);
                     break;
                 }
                 Ok(item) => {
-                    bytes += item.0.len() + 1;
+                    bytes += item.json.len() + 1;
                     batch.push(item);
                 }
                 Err(_) => break,
@@ -133,17 +157,30 @@ async fn run(
         tokio::spawn(async move {
             let mut body = Vec::with_capacity(bytes);
             body.push(b'[');
-            for (i, (item, _)) in batch.iter().enumerate() {
+            for (i, item) in batch.iter().enumerate() {
                 if i > 0 {
                     body.push(b',');
                 }
-                body.extend_from_slice(item);
+                body.extend_from_slice(&item.json);
             }
             body.push(b']');
-            let result = publish_retrying(&link, &queue, &body, kind, limits.retry_for).await;
+            let headers = match batch.as_slice() {
+                [Item {
+                    traceparent: Some(traceparent),
+                    ..
+                }] => Some(traceparent_header(traceparent)),
+                _ => None,
+            };
+            let message = Message {
+                queue: &queue,
+                body: &body,
+                kind,
+                headers,
+            };
+            let result = publish_retrying(&link, &message, limits.retry_for).await;
             metrics::histogram!("batch_size", "kind" => kind).record(batch.len() as f64);
-            for (_, reply) in batch {
-                let _ = reply.send(result.clone());
+            for item in batch {
+                let _ = item.reply.send(result.clone());
             }
             drop(slot);
             settled.notify_waiters();
@@ -151,21 +188,44 @@ async fn run(
     }
 }
 
-/// Publishes `body`; if its connection goes away before the confirm, waits
-/// for the link to come back (on any node) and publishes it again, until
-/// `retry_for` has passed.
+/// One message of a batch.
+struct Message<'a> {
+    queue: &'a str,
+    body: &'a [u8],
+    kind: &'static str,
+    headers: Option<FieldTable>,
+}
+
+fn traceparent_header(traceparent: &str) -> FieldTable {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        ShortString::from("traceparent"),
+        AMQPValue::LongString(LongString::from(traceparent)),
+    );
+    headers
+}
+
+/// Publishes `message`; if its connection goes away before the confirm,
+/// waits for the link to come back (on any node) and publishes it again,
+/// until `retry_for` has passed.
 async fn publish_retrying(
     link: &Link<Publisher>,
-    queue: &str,
-    body: &[u8],
-    kind: &'static str,
+    message: &Message<'_>,
     retry_for: Duration,
 ) -> Result<(), PublishError> {
+    let Message {
+        queue,
+        body,
+        kind,
+        ref headers,
+    } = *message;
     let deadline = tokio::time::Instant::now() + retry_for;
     loop {
         let (result, lost) = match link.current() {
             Some(publisher) => {
-                let result = publisher.publish(queue, body, kind).await;
+                let result = publisher
+                    .publish_with_headers(queue, body, kind, headers.clone())
+                    .await;
                 (result, publisher.connection_lost())
             }
             None => (Err(PublishError::Disconnected), true),

@@ -1,4 +1,5 @@
-//! broker: the RabbitMQ and process plumbing both binaries share.
+//! broker: the RabbitMQ and process plumbing both binaries share (logs,
+//! metrics and traces are the `telemetry` crate's).
 //!
 //! - [`link`]: a supervised connection that reconnects with backoff and
 //!   publishes its current session (or none) to whoever needs it.
@@ -8,7 +9,6 @@
 //! - [`config`]: the broker settings both binaries take.
 //! - [`batch`]: batched confirmed publishing (requests, lifecycle events).
 //! - [`shutdown`]: SIGTERM/SIGINT as one cancellation token.
-//! - [`telemetry`]: logs and the Prometheus recorder.
 //!
 //! lapin 4 notes that shaped this crate: a broker `Nack` is not an `Err`
 //! (check the confirmation); with `mandatory`, an unroutable message comes
@@ -20,7 +20,6 @@ pub mod config;
 pub mod link;
 pub mod publisher;
 pub mod shutdown;
-pub mod telemetry;
 pub mod topology;
 
 pub use batch::{BatchLimits, BatchPublisher};

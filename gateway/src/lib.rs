@@ -12,7 +12,7 @@
 //! 4. `GET /api/signature/{id}` reads, long-polling on the store's waiters.
 //!
 //! [`startup`] wires it together, [`config`] holds every knob; signals and
-//! telemetry come from the shared `broker` crate.
+//! telemetry come from the shared `broker` and `telemetry` crates.
 
 pub mod amqp;
 pub mod config;

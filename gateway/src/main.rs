@@ -1,12 +1,15 @@
-use broker::{shutdown, telemetry};
+use broker::shutdown;
 use clap::Parser;
 use gateway::{config::Config, startup::Application};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    telemetry::init();
+    let telemetry = telemetry::init("gateway")?;
     let app = Application::build(config).await?;
     tracing::info!(addr = %app.local_addr(), "gateway listening");
-    app.run_until_stopped(shutdown::on_signal()).await
+    let stopped = app.run_until_stopped(shutdown::on_signal()).await;
+    // The last spans are exported before the process ends.
+    telemetry.shutdown();
+    stopped
 }

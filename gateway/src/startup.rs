@@ -89,7 +89,7 @@ impl Application {
             idempotency: Arc::new(KeyLocks::default()),
             idempotency_wait: config.broker.confirm_timeout * 2,
             shutdown: CancellationToken::new(),
-            metrics: broker::telemetry::metrics_handle(),
+            metrics: telemetry::metrics_handle(),
         };
         Ok(Application {
             listener,

@@ -9,7 +9,7 @@
 //! retention); a long-poll registered on an id wakes on its result, also
 //! when the id was not known yet when the poll began.
 //!
-//! Memory: an entry is a fixed 40 bytes with no allocation of its own
+//! Memory: an entry is a fixed 56 bytes with no allocation of its own
 //! (times as 32-bit offsets, worker and key names as indexes into a table
 //! of names, the details of a failure, which is rare, in a map beside),
 //! plus its 16-byte id and the map's overhead. With `MAX_RESULTS` set the store
@@ -62,8 +62,10 @@ enum Outcome {
     Failed,
 }
 
-/// One id in 40 bytes (see the module's note on memory).
+/// One id in 56 bytes (see the module's note on memory).
 struct Entry {
+    /// The request's W3C trace id (all zero: none known).
+    trace_id: [u8; 16],
     /// The first 64 bits of the fingerprint of the request accepted under
     /// this id (0: not known yet): a verdict naming another request answers
     /// one smuggled in under this id, and does not count.
@@ -244,6 +246,7 @@ impl Store {
         // Rounded up to the second: an entry never expires early.
         let expires_s = expires_at_ms.saturating_sub(self.epoch_ms).div_ceil(1000);
         Entry {
+            trace_id: [0; 16],
             fingerprint,
             expires_s: u32::try_from(expires_s).unwrap_or(u32::MAX),
             completed_after_ms: 0,
@@ -285,6 +288,12 @@ impl Store {
                 completed_at_ms,
             },
         }
+    }
+
+    /// The request's W3C trace id (32 hex digits), when one is known.
+    pub fn trace_id(&self, id: &RequestId) -> Option<String> {
+        let entry = self.entries.get(id)?;
+        trace_hex(&entry.trace_id)
     }
 
     /// The steps of a request, oldest first (None: unknown or expired):
@@ -359,7 +368,19 @@ impl Store {
             steps.push((at_ms, step));
         }
         steps.sort_by_key(|(at_ms, _)| *at_ms);
-        Some(steps.into_iter().map(|(_, step)| step).collect())
+        // The gateway and the worker continue one trace: every step names it.
+        let trace_id = trace_hex(&entry.trace_id);
+        Some(
+            steps
+                .into_iter()
+                .map(|(_, mut step)| {
+                    if let Some(trace_id) = &trace_id {
+                        step["traceId"] = trace_id.as_str().into();
+                    }
+                    step
+                })
+                .collect(),
+        )
     }
 
     /// Makes room for `id` when the store is full and `id` is new: the oldest
@@ -459,6 +480,7 @@ impl Store {
                 if entry.gateway == 0 && !event.source.is_empty() {
                     entry.gateway = self.names.intern(&event.source);
                 }
+                note_trace(&mut entry, event);
                 drop(entry);
                 if inserted {
                     self.pending.fetch_add(1, Ordering::Relaxed);
@@ -502,6 +524,7 @@ impl Store {
                         return Applied::Mismatch;
                     }
                     if entry.outcome == Outcome::Pending {
+                        note_trace(&mut entry, event);
                         self.record_verdict(&mut entry, event, outcome, at_ms);
                         self.pending.fetch_sub(1, Ordering::Relaxed);
                         Applied::Finished {
@@ -682,6 +705,19 @@ impl Store {
             entry.queue_wait_ms = u32::try_from(info.queue_wait_ms).unwrap_or(u32::MAX);
         }
     }
+}
+
+/// Keeps the first trace id an event of the request names.
+fn note_trace(entry: &mut Entry, event: &Event) {
+    if entry.trace_id == [0; 16] {
+        if let Some(traceparent) = &event.traceparent {
+            entry.trace_id = telemetry::trace::trace_id_of(traceparent).to_be_bytes();
+        }
+    }
+}
+
+fn trace_hex(trace_id: &[u8; 16]) -> Option<String> {
+    (*trace_id != [0; 16]).then(|| hex::encode(trace_id))
 }
 
 #[cfg(test)]

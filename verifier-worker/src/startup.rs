@@ -96,7 +96,7 @@ impl Worker {
                 let app = crate::http::router(
                     consuming.clone(),
                     results.clone(),
-                    broker::telemetry::metrics_handle(),
+                    telemetry::metrics_handle(),
                 );
                 let stop = http_stop.clone();
                 Some(tokio::spawn(async move {

@@ -162,6 +162,10 @@ pub struct VerifyRequest {
     /// `None`: the worker's `default` key (or its only key).
     pub key_id: Option<KeyId>,
     pub submitted_at_ms: u64,
+    /// The W3C `traceparent` of the gateway's span for this request: a
+    /// batch holds many requests and so many traces. Not part of the
+    /// question asked (not in the fingerprint).
+    pub traceparent: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -178,6 +182,8 @@ struct WireRequest {
     algorithm: Algorithm,
     key_id: Option<KeyId>,
     submitted_at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    traceparent: Option<String>,
 }
 
 impl From<VerifyRequest> for WireRequest {
@@ -195,6 +201,7 @@ impl From<VerifyRequest> for WireRequest {
             algorithm: r.algorithm,
             key_id: r.key_id,
             submitted_at_ms: r.submitted_at_ms,
+            traceparent: r.traceparent,
         }
     }
 }
@@ -216,6 +223,7 @@ impl TryFrom<WireRequest> for VerifyRequest {
             algorithm: w.algorithm,
             key_id: w.key_id,
             submitted_at_ms: w.submitted_at_ms,
+            traceparent: w.traceparent,
         })
     }
 }
@@ -307,6 +315,9 @@ pub struct Event {
     /// Which process appended it (`gateway@host:pid`, `worker@host:pid`).
     pub source: String,
     pub kind: EventKind,
+    /// The W3C `traceparent` of the span that wrote it (request events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -420,6 +431,15 @@ impl Event {
             at_ms: now_ms(),
             source: source.to_owned(),
             kind,
+            traceparent: None,
+        }
+    }
+
+    /// The same event, naming the span that wrote it.
+    pub fn traced(self, traceparent: Option<String>) -> Self {
+        Event {
+            traceparent,
+            ..self
         }
     }
 
@@ -537,6 +557,7 @@ mod tests {
             algorithm: Algorithm::Sha384WithRsaPss,
             key_id: Some(KeyId::new("k1")),
             submitted_at_ms: 42,
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         };
         let bytes = request.encode();
         assert_eq!(VerifyRequest::decode(&bytes).unwrap(), request);
@@ -623,7 +644,9 @@ mod tests {
                 heartbeat_ms: 5000,
             }),
         ] {
-            let event = Event::new(id, "test", kind);
+            let event = Event::new(id, "test", kind).traced(Some(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+            ));
             assert_eq!(Event::decode(&event.encode()).unwrap(), event);
             let single = Event::decode_items(&event.encode()).unwrap();
             assert_eq!(single.len(), 1);
@@ -647,6 +670,7 @@ mod tests {
             algorithm: Algorithm::DEFAULT,
             key_id: None,
             submitted_at_ms: 7,
+            traceparent: None,
         }
     }
 
@@ -697,10 +721,11 @@ mod tests {
     #[test]
     fn fingerprints_tell_requests_apart() {
         let a = sample_request();
-        // The id and the time are not part of the question asked.
+        // The id, the time and the trace are not part of the question asked.
         let same = VerifyRequest {
             id: RequestId::new(),
             submitted_at_ms: 8,
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
             ..a.clone()
         };
         assert_eq!(a.fingerprint(), same.fingerprint());

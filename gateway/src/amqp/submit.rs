@@ -111,7 +111,11 @@ impl Submitter {
         if self.link.current().is_none() {
             return Err(SubmitError::Disconnected);
         }
-        match self.requests.publish(encoded).await {
+        match self
+            .requests
+            .publish_traced(encoded, request.traceparent.clone())
+            .await
+        {
             Ok(()) => {}
             Err(PublishError::Nacked) => return Err(SubmitError::QueueFull),
             Err(PublishError::Disconnected) => return Err(SubmitError::Disconnected),
@@ -129,6 +133,7 @@ impl Submitter {
                     fingerprint: Some(fingerprint),
                 },
             )
+            .traced(request.traceparent.clone())
         };
         let events = self.events.clone();
         let (id, encoded) = (accepted.id, accepted.encode());

@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use verify_core::RequestId;
 
 use super::error::{ApiError, RETRY_AFTER_SECS};
@@ -76,13 +77,43 @@ struct Accepted {
     status: &'static str,
 }
 
+/// The W3C trace context header, read and answered on POST.
+const TRACEPARENT: &str = telemetry::trace::TRACEPARENT;
+
 /// Header a client may set so a retried POST returns the first id.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
+/// `POST /api/signature`, in the request's `receive` span: it continues
+/// the caller's `traceparent` (or starts a trace) and answers with its own.
 async fn submit(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let span = tracing::info_span!(
+        "receive",
+        request_id = tracing::field::Empty,
+        trace_id = tracing::field::Empty
+    );
+    let parent = headers.get(TRACEPARENT).and_then(|v| v.to_str().ok());
+    let trace = telemetry::trace::enter(&span, parent);
+    let traceparent = trace.traceparent();
+    let mut response = accept(state, headers, body, &span, traceparent.clone())
+        .instrument(span.clone())
+        .await
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&traceparent) {
+        response.headers_mut().insert(TRACEPARENT, value);
+    }
+    response
+}
+
+async fn accept(
+    state: AppState,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    span: &tracing::Span,
+    traceparent: String,
 ) -> Result<Response, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -112,8 +143,10 @@ async fn submit(
         })
         .transpose()?;
 
-    let request = submit::parse(&body, state.docs_dir.as_deref(), state.body_limit).await?;
+    let mut request = submit::parse(&body, state.docs_dir.as_deref(), state.body_limit).await?;
     drop(body);
+    span.record("request_id", tracing::field::display(request.id));
+    request.traceparent = Some(traceparent);
     let encoded = request.encode();
     // A message carries its requests in a JSON array: two more bytes.
     if encoded.len() + 2 > state.max_message_bytes {
@@ -143,20 +176,25 @@ async fn submit(
     // away: once the request may be in the queue, its id, its key and its
     // `accepted` event must be recorded (a retry then finds the key).
     let id = request.id;
+    let publish = tracing::info_span!(parent: span, "publish");
     let submission = {
         let state = state.clone();
-        tokio::spawn(async move {
-            let _key_guard = key_guard;
-            let event = state
-                .submitter
-                .submit(&request, encoded, fingerprint, idempotency_key)
-                .await?;
-            metrics::counter!("gateway_accepted_total").increment(1);
-            // Read-your-write: this gateway knows the id (and the key) before
-            // the stream echoes the event.
-            state.store.apply(&event, Origin::Local);
-            Ok::<_, SubmitError>(())
-        })
+        tokio::spawn(
+            async move {
+                let _key_guard = key_guard;
+                let event = state
+                    .submitter
+                    .submit(&request, encoded, fingerprint, idempotency_key)
+                    .await?;
+                metrics::counter!("gateway_accepted_total").increment(1);
+                tracing::debug!("accepted");
+                // Read-your-write: this gateway knows the id (and the key) before
+                // the stream echoes the event.
+                state.store.apply(&event, Origin::Local);
+                Ok::<_, SubmitError>(())
+            }
+            .instrument(publish),
+        )
     };
     let refused = match submission.await {
         Ok(Ok(())) => return Ok(accepted(id)),
@@ -232,7 +270,13 @@ async fn status(
         state.store.get(&id)
     };
     let status = status.ok_or(ApiError::NotFound)?;
-    Ok(Json(StatusBody { id, status }).into_response())
+    let trace_id = state.store.trace_id(&id);
+    Ok(Json(StatusBody {
+        id,
+        status,
+        trace_id,
+    })
+    .into_response())
 }
 
 /// Counts held long-polls in `gateway_long_polls`, also when the client
@@ -254,10 +298,14 @@ impl Drop for LongPoll {
 }
 
 #[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 struct StatusBody {
     id: RequestId,
     #[serde(flatten)]
     status: Status,
+    /// The request's W3C trace id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<String>,
 }
 
 /// A request's steps, oldest first: who accepted it, who answered it, on

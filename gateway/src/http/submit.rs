@@ -118,6 +118,7 @@ pub async fn parse(
         algorithm,
         key_id,
         submitted_at_ms: now_ms(),
+        traceparent: None,
     })
 }
 

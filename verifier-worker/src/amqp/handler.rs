@@ -36,6 +36,9 @@ use verify_core::{
     Topology, VerifyRequest,
 };
 
+use telemetry::trace::TRACEPARENT;
+use tracing::Instrument as _;
+
 use crate::heartbeat::WorkerStats;
 use crate::pool::VerifyPool;
 
@@ -115,6 +118,12 @@ impl Handler {
             }
         };
         let _held = self.stats.hold(items.len() as u64);
+        // A message holding one request may carry its trace as a header.
+        let header_trace = if items.len() == 1 {
+            header_text(&delivery, TRACEPARENT)
+        } else {
+            None
+        };
         if returned >= self.delivery_limit {
             self.last_delivery(&delivery, &items, returned).await;
             return;
@@ -124,18 +133,31 @@ impl Handler {
         // tiny items must not become a million futures.
         let mut outcomes = Vec::with_capacity(items.len());
         for chunk in items.chunks(SETTLE_AT_ONCE) {
-            let settled =
-                futures_util::future::join_all(chunk.iter().map(|raw| self.settle(raw, returned)));
+            let settled = futures_util::future::join_all(
+                chunk
+                    .iter()
+                    .map(|raw| self.settle(raw, returned, header_trace.as_deref())),
+            );
             outcomes.extend(settled.await);
         }
+        // Each request's span lasts until its message is settled.
+        let spans: Vec<tracing::Span> = outcomes
+            .iter()
+            .filter_map(|(_, span)| span.clone())
+            .collect();
         let retry: Vec<&RawValue> = items
             .iter()
             .zip(outcomes)
-            .filter(|(_, outcome)| matches!(outcome, Settled::Retry))
+            .filter(|(_, (outcome, _))| matches!(outcome, Settled::Retry))
             .map(|(raw, _)| *raw)
             .collect();
         if retry.is_empty() {
+            let acks: Vec<tracing::Span> = spans
+                .iter()
+                .map(|span| tracing::info_span!(parent: span, "ack"))
+                .collect();
             let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+            drop(acks);
         } else {
             metrics::counter!("worker_publish_failures_total").increment(retry.len() as u64);
             tracing::warn!(
@@ -153,8 +175,14 @@ impl Handler {
         }
     }
 
-    /// Settles one item: verified and answered, or dead-lettered.
-    async fn settle(&self, raw: &RawValue, returned: u32) -> Settled {
+    /// Settles one item: verified and answered, or dead-lettered; the
+    /// request's span (`consume`), which continues the gateway's trace.
+    async fn settle(
+        &self,
+        raw: &RawValue,
+        returned: u32,
+        header_trace: Option<&str>,
+    ) -> (Settled, Option<tracing::Span>) {
         let request = match VerifyRequest::decode_item(raw) {
             Ok(request) => Arc::new(request),
             Err(unreadable) => {
@@ -182,16 +210,40 @@ impl Handler {
                     )
                     .await;
                 if let (Some(id), Ok(())) = (unreadable.id, &dead) {
-                    self.tell_dead_lettered(id, "unreadable_request", returned)
+                    self.tell_dead_lettered(id, "unreadable_request", returned, None)
                         .await;
                 }
-                return if answered.is_ok() && dead.is_ok() {
+                let settled = if answered.is_ok() && dead.is_ok() {
                     Settled::Done
                 } else {
                     Settled::Retry
                 };
+                return (settled, None);
             }
         };
+        let span = tracing::info_span!(
+            "consume",
+            request_id = %request.id,
+            trace_id = tracing::field::Empty
+        );
+        let parent = request.traceparent.as_deref().or(header_trace);
+        let traceparent = Some(telemetry::trace::enter(&span, parent).traceparent());
+        let settled = self
+            .settle_request(raw, request, returned, traceparent)
+            .instrument(span.clone())
+            .await;
+        (settled, Some(span))
+    }
+
+    /// Settles a readable request: dead-lettered when expired, else
+    /// verified and answered.
+    async fn settle_request(
+        &self,
+        raw: &RawValue,
+        request: Arc<VerifyRequest>,
+        returned: u32,
+        traceparent: Option<String>,
+    ) -> Settled {
         let expires_at_ms = request
             .submitted_at_ms
             .saturating_add(self.retention.as_millis() as u64);
@@ -205,14 +257,17 @@ impl Handler {
                 .await
             {
                 Ok(()) => {
-                    self.tell_dead_lettered(request.id, "expired", returned)
+                    self.tell_dead_lettered(request.id, "expired", returned, traceparent)
                         .await;
                     Settled::Done
                 }
                 Err(_) => Settled::Retry,
             };
         }
-        match self.verify_and_publish(request, returned).await {
+        match self
+            .verify_and_publish(request, returned, traceparent)
+            .await
+        {
             Ok(()) => Settled::Done,
             Err(_) => Settled::Retry,
         }
@@ -285,7 +340,7 @@ impl Handler {
             self.dead_letter_message(delivery, "delivery_limit", &detail, returned)
                 .await;
             for id in ids {
-                self.tell_dead_lettered(id, "delivery_limit", returned)
+                self.tell_dead_lettered(id, "delivery_limit", returned, None)
                     .await;
             }
         } else {
@@ -298,9 +353,15 @@ impl Handler {
         &self,
         request: Arc<VerifyRequest>,
         returned: u32,
+        traceparent: Option<String>,
     ) -> Result<(), PublishError> {
         let info = delivery_info(returned, request.submitted_at_ms);
-        let kind = match self.pool.verify(request.clone()).await {
+        let verified = self
+            .pool
+            .verify(request.clone())
+            .instrument(tracing::info_span!("verify"))
+            .await;
+        let kind = match verified {
             Ok((Ok(verdict), took)) => {
                 let outcome = if verdict.valid { "valid" } else { "invalid" };
                 metrics::counter!("worker_verifications_total", "outcome" => outcome, "algorithm" => verdict.algorithm.name()).increment(1);
@@ -335,17 +396,27 @@ impl Handler {
                 )
             }
         };
-        self.publish_event(Event::new(
-            request.id,
-            &self.identity,
-            delivered(kind, info),
-        ))
-        .await
+        match &kind {
+            EventKind::Completed { valid, .. } => tracing::debug!(valid, "verified"),
+            EventKind::Failed { error, .. } => tracing::debug!(code = %error.code, "not verified"),
+            _ => {}
+        }
+        let event =
+            Event::new(request.id, &self.identity, delivered(kind, info)).traced(traceparent);
+        self.publish_event(event)
+            .instrument(tracing::info_span!("publish_result"))
+            .await
     }
 
     /// Tells the gateways (best effort: the dead letter itself is what
     /// counts) that the request `id` was dead-lettered.
-    async fn tell_dead_lettered(&self, id: RequestId, reason: &str, returned: u32) {
+    async fn tell_dead_lettered(
+        &self,
+        id: RequestId,
+        reason: &str,
+        returned: u32,
+        traceparent: Option<String>,
+    ) {
         let kind = EventKind::DeadLettered {
             reason: reason.to_owned(),
             delivery: Some(DeliveryInfo {
@@ -355,7 +426,11 @@ impl Handler {
         };
         if let Err(e) = self
             .events
-            .publish(Event::new(id, &self.identity, kind).encode())
+            .publish(
+                Event::new(id, &self.identity, kind)
+                    .traced(traceparent)
+                    .encode(),
+            )
             .await
         {
             tracing::debug!(%id, error = %e, "dead_lettered event not confirmed");
@@ -500,6 +575,15 @@ impl Handler {
                     .await;
             }
         }
+    }
+}
+
+/// A text header of the message.
+fn header_text(delivery: &Delivery, name: &str) -> Option<String> {
+    match delivery.properties.headers().as_ref()?.inner().get(name)? {
+        AMQPValue::LongString(text) => Some(text.to_string()),
+        AMQPValue::ShortString(text) => Some(text.to_string()),
+        _ => None,
     }
 }
 

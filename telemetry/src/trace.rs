@@ -1,0 +1,141 @@
+//! W3C trace context (`traceparent`) for requests.
+//!
+//! Every request has a trace: the caller's (a `traceparent` header on the
+//! POST) or a new one. Each process that handles the request opens a span
+//! for it and passes its own `traceparent` on (gateway -> request item ->
+//! worker -> result event), so the trace id is the same everywhere and
+//! each span names its parent. The span's `trace_id` field is recorded, so
+//! every log line inside it names the trace.
+//!
+//! When spans are exported (see [`crate::init`]), the ids are
+//! OpenTelemetry's own for the span; otherwise they are made here with the
+//! SDK's generator, so the ids the service shows and answers with are the
+//! same either way. Parsing and formatting `traceparent` are the SDK's
+//! [`TraceContextPropagator`]'s.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use opentelemetry::propagation::TextMapPropagator as _;
+use opentelemetry::trace::{SpanContext, TraceContextExt as _, TraceFlags, TraceId, TraceState};
+use opentelemetry::Context;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+/// The header (HTTP and AMQP) and the JSON field that carry the context.
+pub const TRACEPARENT: &str = "traceparent";
+
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn set_exporting(on: bool) {
+    EXPORTING.store(on, Ordering::Relaxed);
+}
+
+/// The trace context of one request's span in this process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trace(SpanContext);
+
+impl Trace {
+    pub fn trace_id(&self) -> TraceId {
+        self.0.trace_id()
+    }
+
+    /// The W3C `traceparent` naming this span as the parent of the next.
+    pub fn traceparent(&self) -> String {
+        let cx = Context::new().with_remote_span_context(self.0.clone());
+        let mut carrier = HashMap::with_capacity(1);
+        TraceContextPropagator::new().inject_context(&cx, &mut carrier);
+        carrier.remove(TRACEPARENT).unwrap_or_default()
+    }
+}
+
+/// The span context a `traceparent` names; `None` when it is not a valid
+/// one (then the request starts a new trace, as the W3C spec says).
+pub fn parse(traceparent: &str) -> Option<SpanContext> {
+    let carrier = HashMap::from([(TRACEPARENT.to_owned(), traceparent.to_owned())]);
+    let cx = TraceContextPropagator::new().extract(&carrier);
+    let span = cx.span().span_context().clone();
+    span.is_valid().then_some(span)
+}
+
+/// The trace id a `traceparent` carries, as a number (0: none).
+pub fn trace_id_of(traceparent: &str) -> u128 {
+    parse(traceparent).map_or(0, |span| u128::from_be_bytes(span.trace_id().to_bytes()))
+}
+
+/// Makes `span` the request's span in this process, continuing the trace
+/// `parent` names (or starting one), and records its `trace_id` field
+/// (declare it `tracing::field::Empty`).
+pub fn enter(span: &tracing::Span, parent: Option<&str>) -> Trace {
+    let parent = parent.and_then(parse);
+    let context = exported_context(span, parent.as_ref()).unwrap_or_else(|| {
+        let ids = RandomIdGenerator::default();
+        let (trace_id, flags) = parent.as_ref().map_or_else(
+            || (ids.new_trace_id(), TraceFlags::SAMPLED),
+            |p| (p.trace_id(), p.trace_flags()),
+        );
+        SpanContext::new(
+            trace_id,
+            ids.new_span_id(),
+            flags,
+            false,
+            TraceState::default(),
+        )
+    });
+    span.record("trace_id", tracing::field::display(context.trace_id()));
+    Trace(context)
+}
+
+/// The span's OpenTelemetry context, when spans are exported.
+fn exported_context(span: &tracing::Span, parent: Option<&SpanContext>) -> Option<SpanContext> {
+    if !EXPORTING.load(Ordering::Relaxed) {
+        return None;
+    }
+    if let Some(parent) = parent {
+        let _ = span.set_parent(Context::new().with_remote_span_context(parent.clone()));
+    }
+    let context = span.context().span().span_context().clone();
+    context.is_valid().then_some(context)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continues_a_valid_traceparent_and_starts_one_otherwise() {
+        let given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let trace = enter(&tracing::Span::none(), Some(given));
+        assert_eq!(
+            trace.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        let ours = trace.traceparent();
+        assert!(
+            ours.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "{ours}"
+        );
+        assert!(ours.ends_with("-01"), "{ours}");
+        assert_ne!(ours, given, "a span of its own");
+        assert_eq!(parse(&ours).map(|s| s.trace_id()), Some(trace.trace_id()));
+        assert_eq!(trace_id_of(&ours), 0x4bf92f3577b34da6a3ce929d0e0e4736);
+
+        for bad in [
+            "",
+            "garbage",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+            let fresh = enter(&tracing::Span::none(), Some(bad));
+            assert_ne!(fresh.trace_id(), TraceId::INVALID);
+            assert_eq!(trace_id_of(bad), 0);
+        }
+        let a = enter(&tracing::Span::none(), None);
+        let b = enter(&tracing::Span::none(), None);
+        assert_ne!(a.trace_id(), b.trace_id());
+    }
+}
