@@ -41,3 +41,20 @@ ensure_broker() {
   # The port opens a moment before the node accepts logins.
   command -v rabbitmqctl >/dev/null && rabbitmqctl await_startup >/dev/null 2>&1 || true
 }
+
+# Makes sure headless Chromium is on PATH (the dashboard test drives it):
+# installs Debian's `chromium` package if it is missing.
+ensure_chromium() {
+  if command -v chromium >/dev/null 2>&1; then
+    return 0
+  fi
+  log "installing chromium (Debian package)"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+  if ! command -v chromium >/dev/null 2>&1; then
+    log "chromium is still not on PATH after installing it"
+    return 1
+  fi
+}

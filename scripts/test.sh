@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: formatting, lints, then every test of the workspace
 # (unit, known-answer vectors, and the integration tests that run the real
-# gateway and worker binaries against a real RabbitMQ on 127.0.0.1:5672).
+# gateway and worker binaries against a real RabbitMQ on 127.0.0.1:5672; the
+# dashboard test also drives headless Chromium, installed here if missing).
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh -- ARGS    extra arguments for cargo test (e.g. a filter)
@@ -9,6 +10,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 ensure_broker
+ensure_chromium
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"

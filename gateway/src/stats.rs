@@ -4,6 +4,11 @@
 //! queue as the broker sees it, and the workers online. Fed by the
 //! projection with live events only (a replay does not count), so every
 //! gateway shows the same service-wide figures.
+//!
+//! Also the recent failures for `GET /api/failures`: the last
+//! [`MAX_FAILURES`] `failed` verdicts (first results only) and dead letters,
+//! in a bounded ring, so the dashboard can list them without a scan of the
+//! store.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,14 +17,22 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use verify_core::now_ms;
+use verify_core::{now_ms, RequestId};
+
+use crate::store::rfc3339;
 
 /// Seconds of per-second counts kept.
 const WINDOW_SECS: u64 = 60;
 
+/// Recent failures kept for `GET /api/failures` (older ones drop out).
+pub const MAX_FAILURES: usize = 50;
+
 #[derive(Default)]
 pub struct LiveStats {
     window: Mutex<Window>,
+    /// The last [`MAX_FAILURES`] failures, oldest first: a bounded ring so
+    /// a burst of failures costs no more memory than a quiet hour.
+    failures: Mutex<VecDeque<Failure>>,
     /// The request queue, polled from the broker.
     pub queue_depth: AtomicU64,
     pub queue_consumers: AtomicU64,
@@ -104,6 +117,30 @@ pub struct Snapshot {
     pub workers_online: usize,
 }
 
+/// Which way a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// A worker answered with an error (unknown key, disabled algorithm...).
+    Failed,
+    /// A worker put the request in the dead-letter queue.
+    DeadLettered,
+}
+
+/// One recent failure as `GET /api/failures` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub id: RequestId,
+    #[serde(rename = "type")]
+    pub kind: FailureKind,
+    /// The error code, or the dead-letter reason.
+    pub code: String,
+    /// When it happened (RFC 3339, ms).
+    pub at: String,
+    /// The event's source (the worker's name).
+    pub by: String,
+}
+
 fn percentiles(histograms: &[Histogram<u64>; 2]) -> Percentiles {
     let mut both = histograms[0].clone();
     let _ = both.add(&histograms[1]);
@@ -137,6 +174,28 @@ impl LiveStats {
         let micros = |d: Duration| (d.as_micros() as u64).clamp(1, 600_000_000);
         window.end_to_end[0].saturating_record(micros(end_to_end));
         window.verify[0].saturating_record(micros(verify));
+    }
+
+    /// Records a failure of request `id` at `at_ms`, reported by `by`.
+    pub fn failure(&self, id: RequestId, kind: FailureKind, code: &str, at_ms: u64, by: &str) {
+        let failure = Failure {
+            id,
+            kind,
+            code: code.to_owned(),
+            at: rfc3339(at_ms),
+            by: by.to_owned(),
+        };
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if failures.len() == MAX_FAILURES {
+            failures.pop_front();
+        }
+        failures.push_back(failure);
+    }
+
+    /// The recent failures, newest first.
+    pub fn recent_failures(&self) -> Vec<Failure> {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.iter().rev().cloned().collect()
     }
 
     pub fn snapshot(&self, workers_online: usize) -> Snapshot {
@@ -197,5 +256,41 @@ mod tests {
         assert!((9.0..=20.0).contains(&now.end_to_end_ms.p50), "{now:?}");
         assert!((0.019..=0.021).contains(&now.verify_ms.p50), "{now:?}");
         assert_eq!(now.queue_depth, None);
+    }
+
+    #[test]
+    fn failures_ring_keeps_the_last_ones_newest_first() {
+        let stats = LiveStats::default();
+        assert!(stats.recent_failures().is_empty());
+        let ids: Vec<RequestId> = (0..MAX_FAILURES + 7).map(|_| RequestId::new()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let kind = if i % 2 == 0 {
+                FailureKind::Failed
+            } else {
+                FailureKind::DeadLettered
+            };
+            stats.failure(
+                *id,
+                kind,
+                &format!("code_{i}"),
+                1_000 + i as u64,
+                "worker@h:1",
+            );
+        }
+        let recent = stats.recent_failures();
+        assert_eq!(recent.len(), MAX_FAILURES);
+        // Newest first; the seven oldest dropped out.
+        let newest = MAX_FAILURES + 6;
+        assert_eq!(recent[0].id, ids[newest]);
+        assert_eq!(recent[0].code, format!("code_{newest}"));
+        assert_eq!(recent[MAX_FAILURES - 1].id, ids[7]);
+        assert_eq!(recent[0].at, "1970-01-01T00:00:01.056Z");
+
+        let json = serde_json::to_value(&recent[0]).unwrap();
+        assert_eq!(json["type"], "failed");
+        assert_eq!(json["by"], "worker@h:1");
+        assert_eq!(json["id"], ids[newest].to_string());
+        let json = serde_json::to_value(&recent[1]).unwrap();
+        assert_eq!(json["type"], "dead_lettered");
     }
 }

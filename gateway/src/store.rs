@@ -25,6 +25,11 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use verify_core::{now_ms, Algorithm, ErrorBody, Event, EventKind, KeyId, RequestId};
 
+/// A time (ms since the Unix epoch) as the API shows times: RFC 3339, UTC, in ms.
+pub fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
 /// What a client sees of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "camelCase")]
@@ -305,10 +310,6 @@ impl Store {
         if self.expires_at_ms(&entry) <= now_ms() {
             return None;
         }
-        let at = |ms: u64| {
-            humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms))
-                .to_string()
-        };
         let accepted_at_ms = self
             .expires_at_ms(&entry)
             .saturating_sub(self.retention_ms());
@@ -316,7 +317,7 @@ impl Store {
             accepted_at_ms,
             serde_json::json!({
                 "type": "accepted",
-                "at": at(accepted_at_ms),
+                "at": rfc3339(accepted_at_ms),
                 "by": self.names.get(entry.gateway),
             }),
         )];
@@ -326,7 +327,7 @@ impl Store {
                 at_ms,
                 serde_json::json!({
                     "type": "dead_lettered",
-                    "at": at(at_ms),
+                    "at": rfc3339(at_ms),
                     "by": self.names.get(by),
                     "reason": self.names.get(reason),
                 }),
@@ -358,7 +359,7 @@ impl Store {
                 ),
                 Status::Pending => unreachable!("not pending"),
             };
-            step["at"] = at(at_ms).into();
+            step["at"] = rfc3339(at_ms).into();
             step["by"] = self.names.get(entry.worker).into();
             if entry.attempt > 0 {
                 step["attempt"] = entry.attempt.into();

@@ -7,11 +7,13 @@
 //! retention after its last event. Only trusted workers' events reach here
 //! (the projection checks their `user_id` as for verdicts).
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use dashmap::DashMap;
 use serde::Serialize;
 use verify_core::{now_ms, WorkerBeat, WorkerState};
+
+use crate::store::rfc3339;
 
 /// Heartbeats a worker may miss before it counts as offline.
 const MISSED_BEATS: u64 = 3;
@@ -41,10 +43,6 @@ pub struct WorkerView {
     pub failed: u64,
     pub in_flight: u64,
     pub verify_threads: u32,
-}
-
-fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 impl Workers {

@@ -26,7 +26,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use tokio_util::sync::CancellationToken;
 use verify_core::{Event, EventKind, RequestId, Topology};
 
-use crate::stats::LiveStats;
+use crate::stats::{FailureKind, LiveStats};
 use crate::store::{Applied, Origin, Store};
 use crate::workers::Workers;
 
@@ -272,13 +272,31 @@ impl Projection {
     }
 }
 
-/// Feeds the live figures of `/api/stats`.
+/// Feeds the live figures of `/api/stats` and the recent failures of
+/// `/api/failures` (a `failed` verdict only when it is the first result).
 fn count_live(stats: &LiveStats, event: &Event, applied: Applied) {
     match (&event.kind, applied) {
         (EventKind::Accepted { .. }, _) => stats.accepted(),
+        (EventKind::DeadLettered { reason, .. }, _) => stats.failure(
+            event.id,
+            FailureKind::DeadLettered,
+            reason,
+            event.at_ms,
+            &event.source,
+        ),
         (kind, Applied::Finished { latency_ms, .. }) => {
             let verify_micros = match kind {
                 EventKind::Completed { verify_micros, .. } => *verify_micros,
+                EventKind::Failed { error, .. } => {
+                    stats.failure(
+                        event.id,
+                        FailureKind::Failed,
+                        &error.code,
+                        event.at_ms,
+                        &event.source,
+                    );
+                    0
+                }
                 _ => 0,
             };
             stats.completed(

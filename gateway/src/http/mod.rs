@@ -1,5 +1,6 @@
-//! The HTTP surface: routes, request validation, errors, metrics.
+//! The HTTP surface: routes, request validation, errors, metrics, the dashboard.
 
+pub mod dashboard;
 pub mod error;
 pub mod metrics;
 pub mod routes;

@@ -1,4 +1,6 @@
-//! Routes. Where a request enters: [`submit`]; where its status is read: [`status`].
+//! Routes. Where a request enters: [`submit`]; where its status is read:
+//! [`status`]; what the dashboard (`/dashboard`) polls: [`stats`],
+//! [`workers`], [`failures`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -63,6 +65,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/signature/{id}/events", get(timeline))
         .route("/api/workers", get(workers))
         .route("/api/stats", get(stats))
+        .route("/api/failures", get(failures))
+        .route("/dashboard", get(super::dashboard::page))
         .route(HEALTH_PATH, get(|| async { "ok" }))
         .route(READY_PATH, get(ready))
         .route("/metrics", get(render_metrics))
@@ -323,6 +327,11 @@ async fn timeline(
 /// Service-wide figures: rates, latencies, the queue, workers online.
 async fn stats(State(state): State<AppState>) -> Response {
     Json(state.stats.snapshot(state.workers.online())).into_response()
+}
+
+/// The last failures and dead letters seen live, newest first.
+async fn failures(State(state): State<AppState>) -> Response {
+    Json(serde_json::json!({ "failures": state.stats.recent_failures() })).into_response()
 }
 
 /// Every worker heard of within the retention, online or not.
