@@ -53,10 +53,13 @@ impl BatchLimits {
 type Reply = oneshot::Sender<Result<(), PublishError>>;
 
 /// One item to publish: its JSON, its `traceparent` (set as the message's
-/// AMQP header when the message holds this item alone), whom to answer.
+/// AMQP header when the message holds this item alone), the caller's span
+/// (a `confirm` span opens in it while the broker's confirm is awaited),
+/// whom to answer.
 struct Item {
     json: Vec<u8>,
     traceparent: Option<String>,
+    span: tracing::Span,
     reply: Reply,
 }
 
@@ -88,7 +91,8 @@ impl BatchPublisher {
 
     /// [`BatchPublisher::publish`] for an item that carries a trace: a
     /// message holding this item alone also carries its `traceparent` as an
-    /// AMQP header (a batch's items carry theirs inside).
+    /// AMQP header (a batch's items carry theirs inside), and the wait for
+    /// the broker's confirm is a `confirm` span in the current span.
     pub async fn publish_traced(
         &self,
         json: Vec<u8>,
@@ -97,6 +101,11 @@ impl BatchPublisher {
         let (reply, confirmed) = oneshot::channel();
         self.tx
             .send(Item {
+                span: if traceparent.is_some() {
+                    tracing::Span::current()
+                } else {
+                    tracing::Span::none()
+                },
                 json,
                 traceparent,
                 reply,
@@ -177,7 +186,17 @@ async fn run(
                 kind,
                 headers,
             };
-            let result = publish_retrying(&link, &message, limits.retry_for).await;
+            // Each traced item's wait for the confirm, once the message is sent.
+            let mut confirming: Vec<tracing::Span> = Vec::new();
+            let mut on_sent = || {
+                confirming = batch
+                    .iter()
+                    .filter(|item| !item.span.is_disabled())
+                    .map(|item| tracing::info_span!(parent: &item.span, "confirm"))
+                    .collect();
+            };
+            let result = publish_retrying(&link, &message, limits.retry_for, &mut on_sent).await;
+            drop(confirming);
             metrics::histogram!("batch_size", "kind" => kind).record(batch.len() as f64);
             for item in batch {
                 let _ = item.reply.send(result.clone());
@@ -212,6 +231,7 @@ async fn publish_retrying(
     link: &Link<Publisher>,
     message: &Message<'_>,
     retry_for: Duration,
+    on_sent: &mut (dyn FnMut() + Send),
 ) -> Result<(), PublishError> {
     let Message {
         queue,
@@ -224,7 +244,7 @@ async fn publish_retrying(
         let (result, lost) = match link.current() {
             Some(publisher) => {
                 let result = publisher
-                    .publish_with_headers(queue, body, kind, headers.clone())
+                    .publish_observed(queue, body, kind, headers.clone(), on_sent)
                     .await;
                 (result, publisher.connection_lost())
             }

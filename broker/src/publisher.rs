@@ -98,6 +98,20 @@ impl Publisher {
         kind: &str,
         headers: Option<FieldTable>,
     ) -> Result<(), PublishError> {
+        self.publish_observed(queue, payload, kind, headers, &mut || {})
+            .await
+    }
+
+    /// [`Publisher::publish_with_headers`], calling `on_sent` once the
+    /// message is handed to the connection, before its confirm is awaited.
+    pub async fn publish_observed(
+        &self,
+        queue: &str,
+        payload: &[u8],
+        kind: &str,
+        headers: Option<FieldTable>,
+        on_sent: &mut (dyn FnMut() + Send),
+    ) -> Result<(), PublishError> {
         let mut properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type(ShortString::from("application/json"))
@@ -107,7 +121,7 @@ impl Publisher {
             properties = properties.with_headers(headers);
         }
         let send = async {
-            let confirm = self
+            let pending = self
                 .channel
                 .basic_publish(
                     ShortString::from(""),
@@ -120,9 +134,9 @@ impl Publisher {
                     payload,
                     properties,
                 )
-                .await?
                 .await?;
-            match confirm {
+            on_sent();
+            match pending.await? {
                 Confirmation::Ack(None) => Ok(()),
                 Confirmation::Ack(Some(_returned)) => Err(PublishError::Unroutable),
                 Confirmation::Nack(_) => {

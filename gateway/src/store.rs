@@ -9,7 +9,7 @@
 //! retention); a long-poll registered on an id wakes on its result, also
 //! when the id was not known yet when the poll began.
 //!
-//! Memory: an entry is a fixed 56 bytes with no allocation of its own
+//! Memory: an entry is a fixed 64 bytes with no allocation of its own
 //! (times as 32-bit offsets, worker and key names as indexes into a table
 //! of names, the details of a failure, which is rare, in a map beside),
 //! plus its 16-byte id and the map's overhead. With `MAX_RESULTS` set the store
@@ -67,7 +67,7 @@ enum Outcome {
     Failed,
 }
 
-/// One id in 56 bytes (see the module's note on memory).
+/// One id in 64 bytes (see the module's note on memory).
 struct Entry {
     /// The request's W3C trace id (all zero: none known).
     trace_id: [u8; 16],
@@ -90,6 +90,9 @@ struct Entry {
     queue_wait_ms: u32,
     /// Which delivery answered (1: the first).
     attempt: u16,
+    /// How far `expires_s` was rounded up (ms): the exact acceptance time
+    /// is kept, for the timeline.
+    rounded_up_ms: u16,
     outcome: Outcome,
     algorithm: Algorithm,
 }
@@ -247,10 +250,18 @@ impl Store {
         self.epoch_ms + u64::from(entry.expires_s) * 1000
     }
 
+    /// When the request was accepted (ms since the epoch, exact).
+    fn accepted_at_ms(&self, entry: &Entry) -> u64 {
+        self.expires_at_ms(entry)
+            .saturating_sub(u64::from(entry.rounded_up_ms) + self.retention_ms())
+    }
+
     fn new_entry(&self, expires_at_ms: u64, fingerprint: u64) -> Entry {
         // Rounded up to the second: an entry never expires early.
-        let expires_s = expires_at_ms.saturating_sub(self.epoch_ms).div_ceil(1000);
+        let exact_ms = expires_at_ms.saturating_sub(self.epoch_ms);
+        let expires_s = exact_ms.div_ceil(1000);
         Entry {
+            rounded_up_ms: (expires_s * 1000 - exact_ms) as u16,
             trace_id: [0; 16],
             fingerprint,
             expires_s: u32::try_from(expires_s).unwrap_or(u32::MAX),
@@ -268,8 +279,7 @@ impl Store {
 
     /// What a client sees of an entry.
     fn status(&self, id: &RequestId, entry: &Entry) -> Status {
-        let completed_at_ms = (self.expires_at_ms(entry) + u64::from(entry.completed_after_ms))
-            .saturating_sub(self.retention_ms());
+        let completed_at_ms = self.accepted_at_ms(entry) + u64::from(entry.completed_after_ms);
         match entry.outcome {
             Outcome::Pending => Status::Pending,
             Outcome::Valid | Outcome::Invalid => Status::Completed {
@@ -310,9 +320,7 @@ impl Store {
         if self.expires_at_ms(&entry) <= now_ms() {
             return None;
         }
-        let accepted_at_ms = self
-            .expires_at_ms(&entry)
-            .saturating_sub(self.retention_ms());
+        let accepted_at_ms = self.accepted_at_ms(&entry);
         let mut steps = vec![(
             accepted_at_ms,
             serde_json::json!({
@@ -668,9 +676,7 @@ impl Store {
     /// Writes a verdict into a pending entry; `at_ms` is its (clamped) time.
     fn record_verdict(&self, entry: &mut Entry, event: &Event, outcome: Outcome, at_ms: u64) {
         entry.outcome = outcome;
-        let accepted_at_ms = self
-            .expires_at_ms(entry)
-            .saturating_sub(self.retention_ms());
+        let accepted_at_ms = self.accepted_at_ms(entry);
         entry.completed_after_ms =
             u32::try_from(at_ms.saturating_sub(accepted_at_ms)).unwrap_or(u32::MAX);
         entry.worker = self.names.intern(&event.source);
@@ -780,6 +786,51 @@ mod tests {
                 delivery: None,
             },
         )
+    }
+
+    #[test]
+    fn the_timeline_keeps_exact_times_and_the_trace() {
+        let store = Store::new(Duration::from_secs(60));
+        let id = RequestId::new();
+        // Accepted 1,234 ms into a second; answered 57 ms later.
+        let at_ms = (now_ms() / 1000 - 5) * 1000 + 234;
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let accepted = Event {
+            at_ms,
+            ..accepted(id)
+        }
+        .traced(Some(traceparent.into()));
+        store.apply_stream(&accepted);
+        let done = Event {
+            at_ms: at_ms + 57,
+            ..completed(id, true)
+        }
+        .traced(Some(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01".into(),
+        ));
+        store.apply_stream(&done);
+        let steps = store.timeline(&id).unwrap();
+        let at = |ms: u64| {
+            humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+                .to_string()
+        };
+        assert_eq!(steps[0]["type"], "accepted");
+        assert_eq!(steps[0]["at"], at(at_ms));
+        assert_eq!(steps[1]["type"], "completed");
+        assert_eq!(steps[1]["at"], at(at_ms + 57));
+        for step in &steps {
+            assert_eq!(step["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        }
+        assert_eq!(
+            store.trace_id(&id).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        match store.get(&id) {
+            Some(Status::Completed {
+                completed_at_ms, ..
+            }) => assert_eq!(completed_at_ms, at_ms + 57),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -246,6 +246,7 @@ async fn spans_are_exported_over_otlp_and_share_the_request_trace() {
     let expected = [
         ("gateway", "receive"),
         ("gateway", "publish"),
+        ("gateway", "confirm"),
         ("verifier-worker", "consume"),
         ("verifier-worker", "verify"),
         ("verifier-worker", "publish_result"),
@@ -274,7 +275,9 @@ async fn spans_are_exported_over_otlp_and_share_the_request_trace() {
     let receive = span("gateway", "receive");
     assert_eq!(receive.span_id, gateway_span, "{got:?}");
     assert_eq!(receive.parent_span_id, "00f067aa0ba902b7", "{got:?}");
-    assert_eq!(span("gateway", "publish").parent_span_id, receive.span_id);
+    let publish = span("gateway", "publish");
+    assert_eq!(publish.parent_span_id, receive.span_id, "{got:?}");
+    assert_eq!(span("gateway", "confirm").parent_span_id, publish.span_id);
     let consume = span("verifier-worker", "consume");
     assert_eq!(consume.parent_span_id, receive.span_id, "{got:?}");
     for step in ["verify", "publish_result", "ack"] {

@@ -128,3 +128,19 @@ async fn workers_are_listed_live_and_a_killed_one_goes_offline() {
         "{metrics}"
     );
 }
+
+/// A worker announces itself as soon as it can publish, not one heartbeat
+/// interval later.
+#[tokio::test]
+async fn a_starting_worker_is_listed_before_its_first_heartbeat() {
+    let env = TestEnv::new();
+    let gw = env.gateway(&[]).await;
+    let worker = env.worker("worker-slow-beat", &[("HEARTBEAT_INTERVAL", "60s".into())]);
+    let started = Instant::now();
+    wait_status_of(&gw, worker.child.id(), "online", Duration::from_secs(30)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "listed only after {:?}",
+        started.elapsed()
+    );
+}

@@ -84,8 +84,11 @@ pub async fn run(
     let mut state = WorkerState::Online;
     let mut tick = tokio::time::interval(identity.interval);
     loop {
+        // `online` goes as soon as the results link is up; then a beat a tick.
+        let announced = state != WorkerState::Online;
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = tick.tick(), if announced => {}
+            _ = results.wait_usable(identity.interval), if !announced => {}
             _ = stop.cancelled() => return,
         }
         if !results.is_up() {
@@ -93,7 +96,17 @@ pub async fn run(
         }
         match events.publish(identity.beat(state, &stats).encode()).await {
             Ok(()) => state = WorkerState::Heartbeat,
-            Err(e) => tracing::debug!(error = %e, "heartbeat not confirmed"),
+            Err(e) => {
+                tracing::debug!(error = %e, "heartbeat not confirmed");
+                // Not a hot loop when `online` is refused: wait a tick.
+                if !announced {
+                    tick.reset();
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = stop.cancelled() => return,
+                    }
+                }
+            }
         }
     }
 }
