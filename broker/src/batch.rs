@@ -86,26 +86,24 @@ impl BatchPublisher {
     /// Publishes one JSON value; resolves once the broker confirmed the
     /// message carrying it (or refused it, or failed).
     pub async fn publish(&self, item: Vec<u8>) -> Result<(), PublishError> {
-        self.publish_traced(item, None).await
+        self.publish_traced(item, None, tracing::Span::none()).await
     }
 
     /// [`BatchPublisher::publish`] for an item that carries a trace: a
     /// message holding this item alone also carries its `traceparent` as an
     /// AMQP header (a batch's items carry theirs inside), and the wait for
-    /// the broker's confirm is a `confirm` span in the current span.
+    /// the broker's confirm is a `confirm` span inside `span` (none when
+    /// `span` is disabled).
     pub async fn publish_traced(
         &self,
         json: Vec<u8>,
         traceparent: Option<String>,
+        span: tracing::Span,
     ) -> Result<(), PublishError> {
         let (reply, confirmed) = oneshot::channel();
         self.tx
             .send(Item {
-                span: if traceparent.is_some() {
-                    tracing::Span::current()
-                } else {
-                    tracing::Span::none()
-                },
+                span,
                 json,
                 traceparent,
                 reply,

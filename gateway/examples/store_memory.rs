@@ -36,6 +36,7 @@ fn main() {
                 key_id: None,
                 idempotency_key: None,
                 fingerprint: fingerprint.clone(),
+                tenant: None,
             },
         );
         store.apply(&accepted, Origin::Stream);

@@ -49,6 +49,27 @@ pub struct Config {
     /// larger is refused with 413 before anything is published.
     #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_message_bytes: usize,
+
+    /// API tokens, one a line: `name:token` or `name:sha256:<hex digest>`.
+    /// Set: every `/api/*` call needs `Authorization: Bearer <token>`, and a
+    /// request belongs to the token that submitted it. Unset: open.
+    #[arg(long, env = "API_TOKENS_FILE")]
+    pub api_tokens_file: Option<PathBuf>,
+
+    /// Calls a second each token (or the anonymous caller) may make to
+    /// `/api/*`; over it, 429. Unset: no limit.
+    #[arg(long, env = "RATE_LIMIT")]
+    pub rate_limit: Option<std::num::NonZeroU32>,
+
+    /// Calls a token may make at once before `RATE_LIMIT` applies.
+    /// Default: twice `RATE_LIMIT`.
+    #[arg(long, env = "RATE_BURST")]
+    pub rate_burst: Option<std::num::NonZeroU32>,
+
+    /// A token `/metrics` then requires (`Authorization: Bearer`). Unset:
+    /// `/metrics` is open.
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 impl Config {

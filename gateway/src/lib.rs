@@ -15,6 +15,7 @@
 //! telemetry come from the shared `broker` and `telemetry` crates.
 
 pub mod amqp;
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod idempotency;

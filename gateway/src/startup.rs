@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::amqp::events::{Projection, Source, Trust};
 use crate::amqp::submit::Submitter;
+use crate::auth::{Guard, Tokens};
 use crate::config::Config;
 use crate::http::{router, AppState};
 use crate::idempotency::KeyLocks;
@@ -69,13 +70,37 @@ impl Application {
             Arc::new(Trust::new(trusted)),
             links.clone(),
         );
+
+        let tokens = match &config.api_tokens_file {
+            Some(path) => {
+                let tokens = Tokens::load(path)?;
+                tracing::info!(tokens = tokens.len(), "API tokens required on /api/*");
+                Some(tokens)
+            }
+            None => {
+                tracing::warn!("no API_TOKENS_FILE: the API is open to anyone who can reach it");
+                None
+            }
+        };
+        let rate = config.rate_limit.map(|per_second| {
+            let burst = config
+                .rate_burst
+                .unwrap_or(per_second.saturating_mul(std::num::NonZeroU32::MIN.saturating_add(1)));
+            (per_second, burst)
+        });
+        let guard = Guard::new(tokens, rate);
+        let metrics_token = match config.metrics_token.as_deref() {
+            Some(token) => Some(Arc::new(Tokens::parse(&format!("metrics:{token}"))?)),
+            None => None,
+        };
+        let guard = Arc::new(guard);
         let sweep_task = tokio::spawn(sweep(
             store.clone(),
             workers.clone(),
+            guard.clone(),
             config.broker.result_retention,
             links.clone(),
         ));
-
         let listener = TcpListener::bind(config.gateway_addr).await?;
         let state = AppState {
             store,
@@ -90,6 +115,8 @@ impl Application {
             idempotency_wait: config.broker.confirm_timeout * 2,
             shutdown: CancellationToken::new(),
             metrics: telemetry::metrics_handle(),
+            guard,
+            metrics_token,
         };
         Ok(Application {
             listener,
@@ -130,10 +157,12 @@ impl Application {
     }
 }
 
-/// Drops expired entries, at a tenth of the retention (1 s to 30 s).
+/// Drops expired entries (and idle rate-limit state), at a tenth of the
+/// retention (1 s to 30 s).
 async fn sweep(
     store: Arc<Store>,
     workers: Arc<Workers>,
+    guard: Arc<Guard>,
     retention: Duration,
     stop: CancellationToken,
 ) {
@@ -144,6 +173,7 @@ async fn sweep(
             _ = tick.tick() => {
                 let dropped = store.sweep();
                 workers.sweep(retention);
+                guard.sweep();
                 if dropped > 0 {
                     tracing::debug!(dropped, "expired results dropped");
                 }

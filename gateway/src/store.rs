@@ -86,6 +86,9 @@ struct Entry {
     key_id: u32,
     /// Interned name of the gateway that accepted it (for the timeline).
     gateway: u32,
+    /// Interned name of the tenant that submitted it (0: none, or not
+    /// known yet).
+    tenant: u32,
     /// From the submission to the start of the verification.
     queue_wait_ms: u32,
     /// Which delivery answered (1: the first).
@@ -270,6 +273,7 @@ impl Store {
             worker: 0,
             key_id: 0,
             gateway: 0,
+            tenant: 0,
             queue_wait_ms: 0,
             attempt: 0,
             outcome: Outcome::Pending,
@@ -303,6 +307,19 @@ impl Store {
                 completed_at_ms,
             },
         }
+    }
+
+    /// Whether `tenant` may see `id`: on an open gateway (`None`) anyone
+    /// may; otherwise only the tenant whose `accepted` event named it (an
+    /// id whose `accepted` has not been read yet is no one's for now).
+    pub fn belongs_to(&self, id: &RequestId, tenant: Option<&str>) -> bool {
+        let Some(tenant) = tenant else {
+            return true;
+        };
+        let Some(owner) = self.names.index.get(tenant).map(|i| *i) else {
+            return false;
+        };
+        self.entries.get(id).is_some_and(|e| e.tenant == owner)
     }
 
     /// The request's W3C trace id (32 hex digits), when one is known.
@@ -472,6 +489,7 @@ impl Store {
             EventKind::Accepted {
                 idempotency_key,
                 fingerprint,
+                tenant,
                 ..
             } => {
                 if let Some(key) = idempotency_key {
@@ -488,6 +506,11 @@ impl Store {
                 }
                 if entry.gateway == 0 && !event.source.is_empty() {
                     entry.gateway = self.names.intern(&event.source);
+                }
+                if entry.tenant == 0 {
+                    if let Some(tenant) = tenant.as_deref().filter(|t| !t.is_empty()) {
+                        entry.tenant = self.names.intern(tenant);
+                    }
                 }
                 note_trace(&mut entry, event);
                 drop(entry);
@@ -734,7 +757,7 @@ mod tests {
     #[test]
     fn an_entry_is_small() {
         assert!(
-            std::mem::size_of::<Entry>() <= 72,
+            std::mem::size_of::<Entry>() <= 64,
             "{}",
             std::mem::size_of::<Entry>()
         );
@@ -768,6 +791,7 @@ mod tests {
                 key_id: None,
                 idempotency_key: Some("k".into()),
                 fingerprint: Some(F1.into()),
+                tenant: None,
             },
         )
     }

@@ -21,7 +21,7 @@ fn envs_of(command: clap::Command) -> BTreeSet<String> {
         .get_arguments()
         .filter_map(|a| a.get_env())
         .map(|e| e.to_string_lossy().into_owned())
-        .chain(["RUST_LOG".to_owned()])
+        .chain(telemetry::ENV_VARS.iter().map(|v| (*v).to_owned()))
         .collect()
 }
 

@@ -66,6 +66,7 @@ pub async fn seed(args: Args) -> anyhow::Result<()> {
                 key_id: None,
                 idempotency_key: None,
                 fingerprint: None,
+                tenant: None,
             },
             EventKind::Completed {
                 valid: true,

@@ -60,6 +60,10 @@ impl Drop for Telemetry {
     }
 }
 
+/// The environment variables this crate reads (besides the other
+/// `OTEL_*` variables the OpenTelemetry SDK and exporter read themselves).
+pub const ENV_VARS: &[&str] = &["RUST_LOG", "LOG_FORMAT", "OTEL_EXPORTER_OTLP_ENDPOINT"];
+
 /// The crates whose spans are exported (not the AMQP client's own).
 const TRACED_TARGETS: &[&str] = &["gateway", "verifier_worker", "broker"];
 

@@ -32,6 +32,24 @@ pub(crate) fn set_exporting(on: bool) {
     EXPORTING.store(on, Ordering::Relaxed);
 }
 
+/// Whether spans are exported (`OTEL_EXPORTER_OTLP_ENDPOINT` was set).
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
+/// A span for one step inside a request's span (`verify`, `ack`, ...):
+/// made only when spans are exported. Otherwise the request's own span
+/// (which names the request and the trace in the logs) is enough, and
+/// every span a request does not need is a cost on the hot path: seven
+/// spans a request cost 8 % of the throughput in the closed-loop benchmark.
+pub fn step(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
+    if exporting() {
+        make()
+    } else {
+        tracing::Span::none()
+    }
+}
+
 /// The trace context of one request's span in this process.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trace(SpanContext);
@@ -89,7 +107,7 @@ pub fn enter(span: &tracing::Span, parent: Option<&str>) -> Trace {
 
 /// The span's OpenTelemetry context, when spans are exported.
 fn exported_context(span: &tracing::Span, parent: Option<&SpanContext>) -> Option<SpanContext> {
-    if !EXPORTING.load(Ordering::Relaxed) {
+    if !exporting() {
         return None;
     }
     if let Some(parent) = parent {

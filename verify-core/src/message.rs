@@ -336,6 +336,10 @@ pub enum EventKind {
         /// request), and a verdict on this request from one on another.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         fingerprint: Option<String>,
+        /// The tenant (API token name) that submitted it: only it may read
+        /// the request. None on an open gateway.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tenant: Option<String>,
     },
     /// A worker checked the signature.
     #[serde(rename_all = "camelCase")]
@@ -604,6 +608,7 @@ mod tests {
                 key_id: None,
                 idempotency_key: Some("abc".into()),
                 fingerprint: Some("00ff".into()),
+                tenant: Some("alice".into()),
             },
             EventKind::Completed {
                 valid: true,

@@ -107,13 +107,18 @@ impl Submitter {
         encoded: Vec<u8>,
         fingerprint: String,
         idempotency_key: Option<String>,
+        tenant: Option<String>,
     ) -> Result<Event, SubmitError> {
         if self.link.current().is_none() {
             return Err(SubmitError::Disconnected);
         }
         match self
             .requests
-            .publish_traced(encoded, request.traceparent.clone())
+            .publish_traced(
+                encoded,
+                request.traceparent.clone(),
+                telemetry::trace::step(tracing::Span::current),
+            )
             .await
         {
             Ok(()) => {}
@@ -131,6 +136,7 @@ impl Submitter {
                     key_id: request.key_id.clone(),
                     idempotency_key,
                     fingerprint: Some(fingerprint),
+                    tenant,
                 },
             )
             .traced(request.traceparent.clone())

@@ -30,6 +30,15 @@ pub enum ApiError {
     /// 503: nothing was accepted; retry after `Retry-After`.
     #[error("{message}")]
     Unavailable { code: &'static str, message: String },
+    #[error("a valid API token is required: Authorization: Bearer <token>")]
+    Unauthorized,
+    #[error("too many calls for this token; retry after {} s", retry_after_secs(*retry_after))]
+    RateLimited { retry_after: std::time::Duration },
+}
+
+/// Whole seconds to wait, rounded up (a `Retry-After` value).
+fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
 impl ApiError {
@@ -55,6 +64,8 @@ impl ApiError {
             }
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         }
     }
 }
@@ -65,11 +76,22 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({
             "error": ErrorBody { code: code.to_owned(), message: self.to_string() }
         });
+        let retry_after = match &self {
+            ApiError::RateLimited { retry_after } => Some(retry_after_secs(*retry_after)),
+            ApiError::Unavailable { .. } | ApiError::IdempotencyConflict => Some(RETRY_AFTER_SECS),
+            _ => None,
+        };
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::CONFLICT {
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"signature-verification\""),
+            );
         }
         response
     }

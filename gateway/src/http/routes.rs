@@ -12,7 +12,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -22,6 +22,7 @@ use super::error::{ApiError, RETRY_AFTER_SECS};
 use super::submit;
 use crate::amqp::events::Projection;
 use crate::amqp::submit::{SubmitError, Submitter};
+use crate::auth::{Guard, Tenant, Tokens};
 use crate::idempotency::KeyLocks;
 use crate::stats::LiveStats;
 use crate::store::{KeyUse, Origin, Status, Store};
@@ -55,17 +56,36 @@ pub struct AppState {
     /// Cancelled at shutdown: long-polls answer at once.
     pub shutdown: CancellationToken,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Tokens and rate limits of `/api/*`.
+    pub guard: Arc<Guard>,
+    /// What `/metrics` requires, if anything.
+    pub metrics_token: Option<Arc<Tokens>>,
+}
+
+impl AppState {
+    /// The tenant whose requests a caller may see: `None` on an open
+    /// gateway (every caller sees every request).
+    fn owner<'a>(&self, tenant: &'a Tenant) -> Option<&'a str> {
+        (!self.guard.is_open()).then(|| tenant.name())
+    }
 }
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.body_limit;
-    Router::new()
+    // Every /api/* call is admitted first: its token (401), its rate (429).
+    let api = Router::new()
         .route("/api/signature", post(submit))
         .route("/api/signature/{id}", get(status))
         .route("/api/signature/{id}/events", get(timeline))
         .route("/api/workers", get(workers))
         .route("/api/stats", get(stats))
         .route("/api/failures", get(failures))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.guard.clone(),
+            crate::auth::require,
+        ));
+    Router::new()
+        .merge(api)
         .route("/dashboard", get(super::dashboard::page))
         .route(HEALTH_PATH, get(|| async { "ok" }))
         .route(READY_PATH, get(ready))
@@ -91,6 +111,7 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// the caller's `traceparent` (or starts a trace) and answers with its own.
 async fn submit(
     State(state): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -102,7 +123,7 @@ async fn submit(
     let parent = headers.get(TRACEPARENT).and_then(|v| v.to_str().ok());
     let trace = telemetry::trace::enter(&span, parent);
     let traceparent = trace.traceparent();
-    let mut response = accept(state, headers, body, &span, traceparent.clone())
+    let mut response = accept(state, tenant, headers, body, &span, traceparent.clone())
         .instrument(span.clone())
         .await
         .into_response();
@@ -114,6 +135,7 @@ async fn submit(
 
 async fn accept(
     state: AppState,
+    tenant: Tenant,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
     span: &tracing::Span,
@@ -129,7 +151,10 @@ async fn accept(
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
             limit: state.body_limit,
         },
-        _ => ApiError::bad_request("invalid_body", rejection.body_text()),
+        _ => {
+            tracing::debug!(error = %rejection.body_text(), "request body not read");
+            ApiError::bad_request("invalid_body", "the request body could not be read")
+        }
     })?;
     let idempotency_key = headers
         .get(IDEMPOTENCY_KEY)
@@ -160,6 +185,12 @@ async fn accept(
         });
     }
     let fingerprint = request.fingerprint();
+    let owner = state.owner(&tenant).map(str::to_owned);
+    // A key is the tenant's own: the same key from two tokens is two keys.
+    let idempotency_key = match (&owner, idempotency_key) {
+        (Some(owner), Some(key)) => Some(format!("{owner}:{key}")),
+        (_, key) => key,
+    };
     // One request per key in flight on this gateway; the others wait for it.
     let key_guard = match &idempotency_key {
         None => None,
@@ -180,7 +211,10 @@ async fn accept(
     // away: once the request may be in the queue, its id, its key and its
     // `accepted` event must be recorded (a retry then finds the key).
     let id = request.id;
-    let publish = tracing::info_span!(parent: span, "publish");
+    // The spawned submission stays in the request's span (its log lines
+    // name the request) or, when spans are exported, in `publish` inside it.
+    let publish =
+        telemetry::trace::step(|| tracing::info_span!(parent: span, "publish")).or_current();
     let submission = {
         let state = state.clone();
         tokio::spawn(
@@ -188,7 +222,7 @@ async fn accept(
                 let _key_guard = key_guard;
                 let event = state
                     .submitter
-                    .submit(&request, encoded, fingerprint, idempotency_key)
+                    .submit(&request, encoded, fingerprint, idempotency_key, owner)
                     .await?;
                 metrics::counter!("gateway_accepted_total").increment(1);
                 tracing::debug!("accepted");
@@ -205,18 +239,25 @@ async fn accept(
         Ok(Err(e)) => e,
         Err(panicked) => SubmitError::Internal(panicked.to_string()),
     };
-    let (code, reason) = match &refused {
-        SubmitError::QueueFull => ("queue_full", "queue_full"),
-        SubmitError::Disconnected => ("broker_unavailable", "disconnected"),
-        SubmitError::Broker(_) | SubmitError::Internal(_) => ("broker_unavailable", "broker_error"),
+    let (code, reason, why) = match &refused {
+        SubmitError::QueueFull => ("queue_full", "queue_full", "the request queue is full"),
+        SubmitError::Disconnected => (
+            "broker_unavailable",
+            "disconnected",
+            "the gateway is not connected to the broker",
+        ),
+        SubmitError::Broker(_) | SubmitError::Internal(_) => (
+            "broker_unavailable",
+            "broker_error",
+            "the broker did not confirm the request",
+        ),
     };
     metrics::counter!("gateway_refused_total", "reason" => reason).increment(1);
+    // The details stay in the log (with the request id), not in the answer.
     tracing::warn!(error = %refused, "request not accepted");
     Err(ApiError::Unavailable {
         code,
-        message: format!(
-            "the request was not accepted ({refused}); retry after {RETRY_AFTER_SECS} s"
-        ),
+        message: format!("the request was not accepted: {why}; retry after {RETRY_AFTER_SECS} s"),
     })
 }
 
@@ -243,6 +284,7 @@ struct StatusQuery {
 
 async fn status(
     State(state): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
     Path(id): Path<String>,
     Query(query): Query<StatusQuery>,
 ) -> Result<Response, ApiError> {
@@ -261,6 +303,17 @@ async fn status(
                 )
             })?,
     };
+    let owner = state.owner(&tenant);
+    if state.store.get(&id).is_some() && !state.store.belongs_to(&id, owner) {
+        // Another tenant's request: answered exactly as an unknown id.
+        if wait > 0.0 {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs_f64(wait)) => {}
+                _ = state.shutdown.cancelled() => {}
+            }
+        }
+        return Err(ApiError::NotFound);
+    }
     let status = if wait > 0.0 {
         let stop = state.shutdown.clone();
         let _held = LongPoll::start();
@@ -273,7 +326,9 @@ async fn status(
     } else {
         state.store.get(&id)
     };
-    let status = status.ok_or(ApiError::NotFound)?;
+    let status = status
+        .filter(|_| state.store.belongs_to(&id, owner))
+        .ok_or(ApiError::NotFound)?;
     let trace_id = state.store.trace_id(&id);
     Ok(Json(StatusBody {
         id,
@@ -316,11 +371,16 @@ struct StatusBody {
 /// which delivery, after how long a wait; dead letters.
 async fn timeline(
     State(state): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id =
         RequestId::parse(&id).map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))?;
-    let events = state.store.timeline(&id).ok_or(ApiError::NotFound)?;
+    let events = state
+        .store
+        .timeline(&id)
+        .filter(|_| state.store.belongs_to(&id, state.owner(&tenant)))
+        .ok_or(ApiError::NotFound)?;
     Ok(Json(serde_json::json!({ "id": id, "events": events })).into_response())
 }
 
@@ -330,8 +390,16 @@ async fn stats(State(state): State<AppState>) -> Response {
 }
 
 /// The last failures and dead letters seen live, newest first.
-async fn failures(State(state): State<AppState>) -> Response {
-    Json(serde_json::json!({ "failures": state.stats.recent_failures() })).into_response()
+/// Recent failures: with tokens, only the caller's own requests.
+async fn failures(State(state): State<AppState>, Extension(tenant): Extension<Tenant>) -> Response {
+    let owner = state.owner(&tenant);
+    let failures: Vec<_> = state
+        .stats
+        .recent_failures()
+        .into_iter()
+        .filter(|f| state.store.belongs_to(&f.id, owner))
+        .collect();
+    Json(serde_json::json!({ "failures": failures })).into_response()
 }
 
 /// Every worker heard of within the retention, online or not.
@@ -351,7 +419,15 @@ async fn ready(State(state): State<AppState>) -> Response {
     (code, Json(body)).into_response()
 }
 
-async fn render_metrics(State(state): State<AppState>) -> Response {
+async fn render_metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(tokens) = &state.metrics_token {
+        if crate::auth::bearer(&headers)
+            .and_then(|t| tokens.tenant(t))
+            .is_none()
+        {
+            return ApiError::Unauthorized.into_response();
+        }
+    }
     metrics::gauge!("gateway_pending").set(state.store.pending() as f64);
     metrics::gauge!("gateway_store_entries").set(state.store.len() as f64);
     metrics::gauge!("gateway_workers_online").set(state.workers.online() as f64);

@@ -168,9 +168,11 @@ async fn read_text_file(
             "textFile {path:?} is larger than {limit} bytes"
         )));
     }
-    tokio::fs::read(&full)
-        .await
-        .map_err(|e| bad_file(format!("textFile {path:?} cannot be read: {e}")))
+    tokio::fs::read(&full).await.map_err(|e| {
+        // The OS's words stay in the log, not in the answer.
+        tracing::warn!(path, error = %e, "textFile could not be read");
+        bad_file(format!("textFile {path:?} cannot be read"))
+    })
 }
 
 #[cfg(test)]

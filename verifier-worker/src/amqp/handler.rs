@@ -154,7 +154,7 @@ impl Handler {
         if retry.is_empty() {
             let acks: Vec<tracing::Span> = spans
                 .iter()
-                .map(|span| tracing::info_span!(parent: span, "ack"))
+                .map(|span| telemetry::trace::step(|| tracing::info_span!(parent: span, "ack")))
                 .collect();
             let _ = delivery.acker.ack(BasicAckOptions::default()).await;
             drop(acks);
@@ -359,7 +359,7 @@ impl Handler {
         let verified = self
             .pool
             .verify(request.clone())
-            .instrument(tracing::info_span!("verify"))
+            .instrument(telemetry::trace::step(|| tracing::info_span!("verify")))
             .await;
         let kind = match verified {
             Ok((Ok(verdict), took)) => {
@@ -404,7 +404,9 @@ impl Handler {
         let event =
             Event::new(request.id, &self.identity, delivered(kind, info)).traced(traceparent);
         self.publish_event(event)
-            .instrument(tracing::info_span!("publish_result"))
+            .instrument(telemetry::trace::step(|| {
+                tracing::info_span!("publish_result")
+            }))
             .await
     }
 
