@@ -9,7 +9,7 @@
 //! retention); a long-poll registered on an id wakes on its result, also
 //! when the id was not known yet when the poll began.
 //!
-//! Memory: an entry is a fixed 64 bytes with no allocation of its own
+//! Memory: an entry is a fixed 48 bytes with no allocation of its own
 //! (times as 32-bit offsets, worker and key names as indexes into a table
 //! of names, the details of a failure, which is rare, in a map beside),
 //! plus its 16-byte id and the map's overhead. With `MAX_RESULTS` set the store
@@ -67,10 +67,8 @@ enum Outcome {
     Failed,
 }
 
-/// One id in 64 bytes (see the module's note on memory).
+/// One id in 48 bytes (see the module's note on memory).
 struct Entry {
-    /// The request's W3C trace id (all zero: none known).
-    trace_id: [u8; 16],
     /// The first 64 bits of the fingerprint of the request accepted under
     /// this id (0: not known yet): a verdict naming another request answers
     /// one smuggled in under this id, and does not count.
@@ -96,6 +94,9 @@ struct Entry {
     /// How far `expires_s` was rounded up (ms): the exact acceptance time
     /// is kept, for the timeline.
     rounded_up_ms: u16,
+    /// A trace id is known: the request's own id (a trace the gateway
+    /// started), or the one in [`Store::traces`].
+    traced: bool,
     outcome: Outcome,
     algorithm: Algorithm,
 }
@@ -201,6 +202,10 @@ pub struct Store {
     names: Names,
     /// The details of failures (rare, so kept beside the entries).
     failures: DashMap<RequestId, ErrorBody>,
+    /// Trace ids other than the request's own id (a caller's trace, or one
+    /// a worker started): kept beside the entries, which then need no
+    /// 16 bytes of their own for the common case.
+    traces: DashMap<RequestId, [u8; 16]>,
     /// Requests a worker dead-lettered (rare): reason, when, by whom.
     dead_letters: DashMap<RequestId, (u32, u64, u32)>,
     /// Entries count time in seconds from here (ms since the Unix epoch):
@@ -229,6 +234,7 @@ impl Store {
             entries: DashMap::new(),
             names: Names::default(),
             failures: DashMap::new(),
+            traces: DashMap::new(),
             dead_letters: DashMap::new(),
             epoch_ms: now_ms().saturating_sub(retention.as_millis() as u64 + 3_600_000),
             max_entries: max_entries.map(|m| m.max(1)),
@@ -265,7 +271,7 @@ impl Store {
         let expires_s = exact_ms.div_ceil(1000);
         Entry {
             rounded_up_ms: (expires_s * 1000 - exact_ms) as u16,
-            trace_id: [0; 16],
+            traced: false,
             fingerprint,
             expires_s: u32::try_from(expires_s).unwrap_or(u32::MAX),
             completed_after_ms: 0,
@@ -309,6 +315,11 @@ impl Store {
         }
     }
 
+    /// Whether the store holds `id` (expired or not).
+    pub fn contains(&self, id: &RequestId) -> bool {
+        self.entries.contains_key(id)
+    }
+
     /// Whether `tenant` may see `id`: on an open gateway (`None`) anyone
     /// may; otherwise only the tenant whose `accepted` event named it (an
     /// id whose `accepted` has not been read yet is no one's for now).
@@ -324,8 +335,15 @@ impl Store {
 
     /// The request's W3C trace id (32 hex digits), when one is known.
     pub fn trace_id(&self, id: &RequestId) -> Option<String> {
-        let entry = self.entries.get(id)?;
-        trace_hex(&entry.trace_id)
+        let traced = self.entries.get(id)?.traced;
+        traced.then(|| self.trace_of(id))
+    }
+
+    fn trace_of(&self, id: &RequestId) -> String {
+        match self.traces.get(id) {
+            Some(trace) => hex::encode(*trace),
+            None => id.as_uuid().simple().to_string(),
+        }
     }
 
     /// The steps of a request, oldest first (None: unknown or expired):
@@ -395,7 +413,7 @@ impl Store {
         }
         steps.sort_by_key(|(at_ms, _)| *at_ms);
         // The gateway and the worker continue one trace: every step names it.
-        let trace_id = trace_hex(&entry.trace_id);
+        let trace_id = entry.traced.then(|| self.trace_of(id));
         Some(
             steps
                 .into_iter()
@@ -435,6 +453,7 @@ impl Store {
         ages.select_nth_unstable(evict - 1);
         for (_, id) in &ages[..evict] {
             if let Some((_, entry)) = self.entries.remove(id) {
+                self.traces.remove(id);
                 match entry.outcome {
                     Outcome::Pending => {
                         self.pending.fetch_sub(1, Ordering::Relaxed);
@@ -512,7 +531,7 @@ impl Store {
                         entry.tenant = self.names.intern(tenant);
                     }
                 }
-                note_trace(&mut entry, event);
+                self.note_trace(&mut entry, event);
                 drop(entry);
                 if inserted {
                     self.pending.fetch_add(1, Ordering::Relaxed);
@@ -556,7 +575,7 @@ impl Store {
                         return Applied::Mismatch;
                     }
                     if entry.outcome == Outcome::Pending {
-                        note_trace(&mut entry, event);
+                        self.note_trace(&mut entry, event);
                         self.record_verdict(&mut entry, event, outcome, at_ms);
                         self.pending.fetch_sub(1, Ordering::Relaxed);
                         Applied::Finished {
@@ -676,6 +695,7 @@ impl Store {
             keep
         });
         self.failures.retain(|id, _| self.entries.contains_key(id));
+        self.traces.retain(|id, _| self.entries.contains_key(id));
         self.dead_letters
             .retain(|id, _| self.entries.contains_key(id));
         self.idempotency.retain(|_, k| k.expires_at_ms > now);
@@ -696,6 +716,24 @@ impl Store {
 }
 
 impl Store {
+    /// Keeps the first trace id an event of the request names.
+    fn note_trace(&self, entry: &mut Entry, event: &Event) {
+        if entry.traced {
+            return;
+        }
+        let Some(traceparent) = &event.traceparent else {
+            return;
+        };
+        let trace = telemetry::trace::trace_id_of(traceparent).to_be_bytes();
+        if trace == [0; 16] {
+            return;
+        }
+        if trace != *event.id.as_uuid().as_bytes() {
+            self.traces.insert(event.id, trace);
+        }
+        entry.traced = true;
+    }
+
     /// Writes a verdict into a pending entry; `at_ms` is its (clamped) time.
     fn record_verdict(&self, entry: &mut Entry, event: &Event, outcome: Outcome, at_ms: u64) {
         entry.outcome = outcome;
@@ -737,19 +775,6 @@ impl Store {
     }
 }
 
-/// Keeps the first trace id an event of the request names.
-fn note_trace(entry: &mut Entry, event: &Event) {
-    if entry.trace_id == [0; 16] {
-        if let Some(traceparent) = &event.traceparent {
-            entry.trace_id = telemetry::trace::trace_id_of(traceparent).to_be_bytes();
-        }
-    }
-}
-
-fn trace_hex(trace_id: &[u8; 16]) -> Option<String> {
-    (*trace_id != [0; 16]).then(|| hex::encode(trace_id))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -757,7 +782,7 @@ mod tests {
     #[test]
     fn an_entry_is_small() {
         assert!(
-            std::mem::size_of::<Entry>() <= 64,
+            std::mem::size_of::<Entry>() <= 48,
             "{}",
             std::mem::size_of::<Entry>()
         );

@@ -86,11 +86,29 @@ pub fn trace_id_of(traceparent: &str) -> u128 {
 /// `parent` names (or starting one), and records its `trace_id` field
 /// (declare it `tracing::field::Empty`).
 pub fn enter(span: &tracing::Span, parent: Option<&str>) -> Trace {
+    enter_or_start(span, parent, None)
+}
+
+/// [`enter`], starting a trace with the id `new_trace` (16 non-zero bytes,
+/// random enough: a v7 UUID's are) when there is no parent to continue.
+/// The gateway starts a request's trace with the request's id, so it need
+/// not keep a second 16-byte id for most requests.
+pub fn enter_or_start(
+    span: &tracing::Span,
+    parent: Option<&str>,
+    new_trace: Option<[u8; 16]>,
+) -> Trace {
     let parent = parent.and_then(parse);
     let context = exported_context(span, parent.as_ref()).unwrap_or_else(|| {
         let ids = RandomIdGenerator::default();
         let (trace_id, flags) = parent.as_ref().map_or_else(
-            || (ids.new_trace_id(), TraceFlags::SAMPLED),
+            || {
+                let id = new_trace
+                    .map(TraceId::from_bytes)
+                    .filter(|id| *id != TraceId::INVALID)
+                    .unwrap_or_else(|| ids.new_trace_id());
+                (id, TraceFlags::SAMPLED)
+            },
             |p| (p.trace_id(), p.trace_flags()),
         );
         SpanContext::new(
@@ -155,5 +173,14 @@ mod tests {
         let a = enter(&tracing::Span::none(), None);
         let b = enter(&tracing::Span::none(), None);
         assert_ne!(a.trace_id(), b.trace_id());
+        // A new trace may take a given id; a parent wins over it.
+        let id = [7u8; 16];
+        let started = enter_or_start(&tracing::Span::none(), None, Some(id));
+        assert_eq!(started.trace_id().to_bytes(), id);
+        let continued = enter_or_start(&tracing::Span::none(), Some(given), Some(id));
+        assert_eq!(
+            continued.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
     }
 }

@@ -121,9 +121,11 @@ async fn submit(
         trace_id = tracing::field::Empty
     );
     let parent = headers.get(TRACEPARENT).and_then(|v| v.to_str().ok());
-    let trace = telemetry::trace::enter(&span, parent);
+    // A new trace takes the request's id as its trace id (see the store).
+    let id = RequestId::new();
+    let trace = telemetry::trace::enter_or_start(&span, parent, Some(*id.as_uuid().as_bytes()));
     let traceparent = trace.traceparent();
-    let mut response = accept(state, tenant, headers, body, &span, traceparent.clone())
+    let mut response = accept(state, tenant, id, headers, body, &span, traceparent.clone())
         .instrument(span.clone())
         .await
         .into_response();
@@ -133,9 +135,11 @@ async fn submit(
     response
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn accept(
     state: AppState,
     tenant: Tenant,
+    id: RequestId,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
     span: &tracing::Span,
@@ -174,6 +178,7 @@ async fn accept(
 
     let mut request = submit::parse(&body, state.docs_dir.as_deref(), state.body_limit).await?;
     drop(body);
+    request.id = id;
     span.record("request_id", tracing::field::display(request.id));
     request.traceparent = Some(traceparent);
     let encoded = request.encode();
@@ -304,7 +309,7 @@ async fn status(
             })?,
     };
     let owner = state.owner(&tenant);
-    if state.store.get(&id).is_some() && !state.store.belongs_to(&id, owner) {
+    if owner.is_some() && state.store.contains(&id) && !state.store.belongs_to(&id, owner) {
         // Another tenant's request: answered exactly as an unknown id.
         if wait > 0.0 {
             tokio::select! {
