@@ -58,6 +58,16 @@ async fn call(
     (status, headers, json)
 }
 
+/// `POST /api/signature` with `token`.
+async fn post(
+    gw: &Gateway,
+    token: Option<&str>,
+    body: &Value,
+    extra: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    call(gw, "POST", "/api/signature", token, Some(body), extra).await
+}
+
 #[tokio::test]
 async fn tokens_are_required_and_each_sees_only_its_own_requests() {
     let env = TestEnv::new();
@@ -68,8 +78,7 @@ async fn tokens_are_required_and_each_sees_only_its_own_requests() {
 
     // No token, a wrong one, another scheme: 401, a challenge, the JSON body.
     for token in [None, Some("not-a-known-token-at-all")] {
-        let (status, headers, json) =
-            call(&gw, "POST", "/api/signature", token, Some(&body), &[]).await;
+        let (status, headers, json) = post(&gw, token, &body, &[]).await;
         assert_eq!(status, 401, "{json}");
         assert_eq!(json["error"]["code"], "unauthorized", "{json}");
         assert!(
@@ -92,8 +101,7 @@ async fn tokens_are_required_and_each_sees_only_its_own_requests() {
     assert_eq!(status, 401);
 
     // Alice submits and reads her request; Bob cannot tell it exists.
-    let (status, _, json) =
-        call(&gw, "POST", "/api/signature", Some(ALICE), Some(&body), &[]).await;
+    let (status, _, json) = post(&gw, Some(ALICE), &body, &[]).await;
     assert_eq!(status, 202, "{json}");
     let id = json["id"].as_str().unwrap().to_owned();
     let path = format!("/api/signature/{id}?wait=10");
@@ -123,52 +131,19 @@ async fn tokens_are_required_and_each_sees_only_its_own_requests() {
 
     // An Idempotency-Key is the token's own.
     let key = [("idempotency-key", "order-42")];
-    let (_, _, first) = call(
-        &gw,
-        "POST",
-        "/api/signature",
-        Some(ALICE),
-        Some(&body),
-        &key,
-    )
-    .await;
-    let (_, _, again) = call(
-        &gw,
-        "POST",
-        "/api/signature",
-        Some(ALICE),
-        Some(&body),
-        &key,
-    )
-    .await;
+    let (_, _, first) = post(&gw, Some(ALICE), &body, &key).await;
+    let (_, _, again) = post(&gw, Some(ALICE), &body, &key).await;
     assert_eq!(first["id"], again["id"]);
     let other = body_for(&signer, "bob's document", true);
-    let (status, _, bobs) =
-        call(&gw, "POST", "/api/signature", Some(BOB), Some(&other), &key).await;
+    let (status, _, bobs) = post(&gw, Some(BOB), &other, &key).await;
     assert_eq!(status, 202, "Bob's key is not Alice's: {bobs}");
     assert_ne!(bobs["id"], first["id"]);
-    let (status, _, reused) = call(
-        &gw,
-        "POST",
-        "/api/signature",
-        Some(ALICE),
-        Some(&other),
-        &key,
-    )
-    .await;
+    let (status, _, reused) = post(&gw, Some(ALICE), &other, &key).await;
     assert_eq!(status, 422, "{reused}");
 
     // Recent failures: each token sees its own.
     let unknown_key = json!({"text": "x", "hexSignature": "abcd", "keyId": "nobody"});
-    let (_, _, failing) = call(
-        &gw,
-        "POST",
-        "/api/signature",
-        Some(BOB),
-        Some(&unknown_key),
-        &[],
-    )
-    .await;
+    let (_, _, failing) = post(&gw, Some(BOB), &unknown_key, &[]).await;
     let failing = failing["id"].as_str().unwrap().to_owned();
     let (_, _, result) = call(
         &gw,
