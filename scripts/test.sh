@@ -20,4 +20,4 @@ log "building binaries"
 cargo build --workspace --bins --quiet
 log "cargo test"
 [ "${1:-}" = -- ] && shift
-cargo test --workspace "$@"
+cargo test --workspace --no-fail-fast "$@"
