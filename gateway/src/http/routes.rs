@@ -282,6 +282,11 @@ fn accepted(id: RequestId) -> Response {
     response
 }
 
+/// The id of a request path: a hyphenated UUID, else 400 `invalid_id`.
+fn parse_id(id: &str) -> Result<RequestId, ApiError> {
+    RequestId::parse(id).map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))
+}
+
 #[derive(Deserialize)]
 struct StatusQuery {
     wait: Option<String>,
@@ -293,8 +298,7 @@ async fn status(
     Path(id): Path<String>,
     Query(query): Query<StatusQuery>,
 ) -> Result<Response, ApiError> {
-    let id =
-        RequestId::parse(&id).map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))?;
+    let id = parse_id(&id)?;
     let wait = match query.wait.as_deref() {
         None => 0.0,
         Some(s) => s
@@ -379,8 +383,7 @@ async fn timeline(
     Extension(tenant): Extension<Tenant>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id =
-        RequestId::parse(&id).map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))?;
+    let id = parse_id(&id)?;
     let events = state
         .store
         .timeline(&id)
