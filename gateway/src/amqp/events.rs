@@ -183,7 +183,18 @@ impl Projection {
                         };
                         let delivery = delivery?;
                         if let Some(offset) = stream_offset(&delivery.properties) {
-                            last_offset.store(offset, Ordering::Relaxed);
+                            let before = last_offset.swap(offset, Ordering::Relaxed);
+                            if before >= 0 && offset > before + 1 {
+                                // Every message has its own offset: a jump means
+                                // messages this projection never saw.
+                                metrics::counter!("gateway_events_gap_total")
+                                    .increment((offset - before - 1) as u64);
+                                tracing::warn!(
+                                    after = before,
+                                    next = offset,
+                                    "events stream skipped offsets"
+                                );
+                            }
                         }
                         let user_id = delivery.properties.user_id().as_ref().map(|u| u.as_str());
                         let source = user_id.unwrap_or("(no user_id)");

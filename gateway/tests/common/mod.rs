@@ -262,6 +262,65 @@ impl TestEnv {
         panic!("no broker answers at {}", self.amqp_url);
     }
 
+    /// Reads this test's whole events stream (until it has been quiet for
+    /// 3 s) and returns, for each of `ids`, what the stream holds of it:
+    /// "offset type by" per event. Says, when a gateway does not know an
+    /// id, whether the broker lost its events or the gateway skipped them.
+    pub async fn stream_events(&self, ids: &[String]) -> HashMap<String, Vec<String>> {
+        use futures_util::StreamExt;
+        let conn = self.connect().await;
+        let channel = conn.create_channel().await.unwrap();
+        channel
+            .basic_qos(1000, lapin::options::BasicQosOptions::default())
+            .await
+            .unwrap();
+        let mut args = FieldTable::default();
+        args.insert(
+            ShortString::from("x-stream-offset"),
+            AMQPValue::LongString(LongString::from("first")),
+        );
+        let mut consumer = channel
+            .basic_consume(
+                format!("{}.events", self.queue).as_str().into(),
+                "diagnosis".into(),
+                lapin::options::BasicConsumeOptions::default(),
+                args,
+            )
+            .await
+            .unwrap();
+        let mut found: HashMap<String, Vec<String>> =
+            ids.iter().map(|id| (id.clone(), Vec::new())).collect();
+        let mut read = 0u64;
+        while let Ok(Some(Ok(delivery))) =
+            tokio::time::timeout(Duration::from_secs(3), consumer.next()).await
+        {
+            read += 1;
+            let offset = delivery
+                .properties
+                .headers()
+                .as_ref()
+                .and_then(|h| h.inner().get("x-stream-offset").cloned());
+            if let Ok(Value::Array(events)) = serde_json::from_slice::<Value>(&delivery.data) {
+                for event in events {
+                    if let Some(seen) = event["id"].as_str().and_then(|id| found.get_mut(id)) {
+                        let kind = match &event["kind"] {
+                            Value::Object(kind) => kind.keys().next().cloned().unwrap_or_default(),
+                            other => other.to_string(),
+                        };
+                        seen.push(format!("{offset:?} {kind} {}", event["source"]));
+                    }
+                }
+            }
+            let _ = delivery
+                .acker
+                .ack(lapin::options::BasicAckOptions::default())
+                .await;
+        }
+        eprintln!("read {read} messages of the events stream");
+        let _ = conn.close(200, "done".into()).await;
+        found
+    }
+
     /// Deletes a queue of this test (to make publishing to it fail).
     pub async fn delete_queue(&self, queue: &str) {
         let conn = self.connect().await;
