@@ -716,12 +716,14 @@ impl Store {
 }
 
 impl Store {
-    /// Keeps the first trace id an event of the request names.
+    /// Keeps the first trace id an event of the request names (an event
+    /// without a `traceparent` names the trace whose id is the request id).
     fn note_trace(&self, entry: &mut Entry, event: &Event) {
         if entry.traced {
             return;
         }
         let Some(traceparent) = &event.traceparent else {
+            entry.traced = true;
             return;
         };
         let trace = telemetry::trace::trace_id_of(traceparent).to_be_bytes();

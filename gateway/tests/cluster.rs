@@ -130,10 +130,13 @@ async fn kill_the_leader(cluster: &Cluster, queue: &str, gateways: &[String]) ->
 async fn losing_any_one_node_under_load_loses_nothing() {
     let cluster = Cluster::start();
     let env = TestEnv::with_broker(cluster.url());
-    let (_w1, _) = env.ready_worker("worker-1", &[]).await;
-    let (_w2, _) = env.ready_worker("worker-2", &[]).await;
-    let a = env.gateway(&[]).await;
-    let b = env.gateway(&[]).await;
+    // Each request's steps in the logs, to tell where one went if it is lost.
+    let worker_log = [("RUST_LOG", "info,verifier_worker::amqp=debug".to_owned())];
+    let gateway_log = [("RUST_LOG", "info,gateway::http=debug".to_owned())];
+    let (_w1, _) = env.ready_worker("worker-1", &worker_log).await;
+    let (_w2, _) = env.ready_worker("worker-2", &worker_log).await;
+    let a = env.gateway(&gateway_log).await;
+    let b = env.gateway(&gateway_log).await;
     let gateways = vec![a.base.clone(), b.base.clone()];
 
     let signer = Signer2048::new();
@@ -208,11 +211,18 @@ async fn losing_any_one_node_under_load_loses_nothing() {
         let in_stream = env.stream_events(&ids).await;
         for (line, id) in unknown.iter().zip(&ids) {
             let (_, _, other) = b.get(&format!("/api/signature/{id}")).await;
+            let (_, _, timeline) = a.get(&format!("/api/signature/{id}/events")).await;
             report.push_str(&format!(
-                "\n  gateway a: {line}\n  gateway b: {other}\n  the events stream holds: {:?}",
+                "\n  gateway a: {line}\n  its timeline there: {timeline}\n  gateway b: {other}\n  \
+                 the events stream holds: {:?}",
                 in_stream[id]
             ));
         }
+        report.push_str(&format!(
+            "\n  messages in the request queue: {}, dead letters: {}",
+            env.queue_depth(&env.queue).await,
+            env.queue_depth(&format!("{}.dead", env.queue)).await
+        ));
         panic!(
             "{} of {} accepted requests without a verdict at gateway a 60 s after the load:{report}",
             unknown.len(),

@@ -13,10 +13,10 @@
 //! same either way. Parsing and formatting `traceparent` are the SDK's
 //! [`TraceContextPropagator`]'s.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use opentelemetry::propagation::TextMapPropagator as _;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
 use opentelemetry::trace::{SpanContext, TraceContextExt as _, TraceFlags, TraceId, TraceState};
 use opentelemetry::Context;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -62,16 +62,38 @@ impl Trace {
     /// The W3C `traceparent` naming this span as the parent of the next.
     pub fn traceparent(&self) -> String {
         let cx = Context::new().with_remote_span_context(self.0.clone());
-        let mut carrier = HashMap::with_capacity(1);
+        let mut carrier = Carrier(None);
         TraceContextPropagator::new().inject_context(&cx, &mut carrier);
-        carrier.remove(TRACEPARENT).unwrap_or_default()
+        carrier.0.map(Cow::into_owned).unwrap_or_default()
+    }
+}
+
+/// A carrier of the one header this module reads and writes: no map and
+/// no copy of the value on the request path.
+struct Carrier<'a>(Option<Cow<'a, str>>);
+
+impl Extractor for Carrier<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        (key == TRACEPARENT).then_some(self.0.as_deref()).flatten()
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec![TRACEPARENT]
+    }
+}
+
+impl Injector for Carrier<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if key == TRACEPARENT {
+            self.0 = Some(Cow::Owned(value));
+        }
     }
 }
 
 /// The span context a `traceparent` names; `None` when it is not a valid
 /// one (then the request starts a new trace, as the W3C spec says).
 pub fn parse(traceparent: &str) -> Option<SpanContext> {
-    let carrier = HashMap::from([(TRACEPARENT.to_owned(), traceparent.to_owned())]);
+    let carrier = Carrier(Some(Cow::Borrowed(traceparent)));
     let cx = TraceContextPropagator::new().extract(&carrier);
     let span = cx.span().span_context().clone();
     span.is_valid().then_some(span)

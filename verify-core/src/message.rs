@@ -315,7 +315,10 @@ pub struct Event {
     /// Which process appended it (`gateway@host:pid`, `worker@host:pid`).
     pub source: String,
     pub kind: EventKind,
-    /// The W3C `traceparent` of the span that wrote it (request events).
+    /// The W3C `traceparent` of the span that wrote it, when its trace is
+    /// not the one a gateway starts with the request's own id (a caller's
+    /// trace). None: the trace whose id is the request id (see
+    /// [`Event::traced`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
 }
@@ -439,10 +442,18 @@ impl Event {
         }
     }
 
-    /// The same event, naming the span that wrote it.
+    /// The same event, naming the span that wrote it, unless its trace id
+    /// is the request's id: a gateway starts a request's trace with that id,
+    /// so the event need not carry it (most events; 55 bytes each spared in
+    /// the stream).
     pub fn traced(self, traceparent: Option<String>) -> Self {
+        let own_trace = |tp: &String| {
+            let mut hex = [0u8; 32];
+            let id = self.id.as_uuid().simple().encode_lower(&mut hex);
+            tp.get(3..35) == Some(&*id)
+        };
         Event {
-            traceparent,
+            traceparent: traceparent.filter(|tp| !own_trace(tp)),
             ..self
         }
     }

@@ -2,8 +2,9 @@
 //! into its [`Store`].
 //!
 //! On first connect it replays from (now - retention) (`x-stream-offset` as a
-//! timestamp); after a reconnect it resumes after the last offset it saw, so
-//! nothing is skipped. It appends a checkpoint event when it starts reading
+//! timestamp); after a reconnect it reads again from [`REREAD`] messages
+//! before the last offset it saw, so nothing is skipped even when the
+//! stream's leader failed over. It appends a checkpoint event when it starts reading
 //! and reports ready only once it has read that checkpoint back: everything
 //! before it has been applied.
 //!
@@ -32,6 +33,14 @@ use crate::workers::Workers;
 
 /// Acknowledge stream deliveries in batches (stream acks only return credit).
 const ACK_BATCH: u64 = 200;
+
+/// Messages read again before the last one seen when the projection
+/// reconnects. Around a leader failover a consumer on a replica can be
+/// handed the newest messages before they are committed, and the new
+/// leader may hold other messages at those offsets: reading the tail again
+/// (a duplicate event changes nothing) loses none of them. Far more than
+/// the messages publishers can have unconfirmed at once.
+const REREAD: i64 = 10_000;
 
 pub struct Projection {
     link: Link<()>,
@@ -131,8 +140,10 @@ impl Projection {
                                 .unwrap_or_default();
                             AMQPValue::Timestamp(from.as_secs())
                         }
-                        seen => AMQPValue::LongLongInt(seen + 1),
+                        seen => AMQPValue::LongLongInt((seen + 1 - REREAD).max(0)),
                     };
+                    // Read again after a reconnect: applied already, not counted again.
+                    let reread_until = last_offset.load(Ordering::Relaxed);
                     let mut args = FieldTable::default();
                     args.insert(ShortString::from("x-stream-offset"), offset);
                     let mut consumer = channel
@@ -182,7 +193,9 @@ impl Projection {
                             ));
                         };
                         let delivery = delivery?;
-                        if let Some(offset) = stream_offset(&delivery.properties) {
+                        let offset = stream_offset(&delivery.properties);
+                        let again = offset.is_some_and(|o| o <= reread_until);
+                        if let Some(offset) = offset.filter(|_| !again) {
                             let before = last_offset.swap(offset, Ordering::Relaxed);
                             if before >= 0 && offset > before + 1 {
                                 // Every message has its own offset: a jump means
@@ -250,7 +263,7 @@ impl Projection {
                                 );
                                 continue;
                             }
-                            let live = event.at_ms >= started_at_ms;
+                            let live = event.at_ms >= started_at_ms && !again;
                             if live {
                                 count_live(&stats, &event, applied);
                             }

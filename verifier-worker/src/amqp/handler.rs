@@ -227,7 +227,11 @@ impl Handler {
             trace_id = tracing::field::Empty
         );
         let parent = request.traceparent.as_deref().or(header_trace);
-        let traceparent = Some(telemetry::trace::enter(&span, parent).traceparent());
+        let trace = telemetry::trace::enter(&span, parent);
+        // A verdict names its trace only when it is not the request's own
+        // id (see `Event::traced`).
+        let traceparent = (trace.trace_id().to_bytes() != *request.id.as_uuid().as_bytes())
+            .then(|| trace.traceparent());
         let settled = self
             .settle_request(raw, request, returned, traceparent)
             .instrument(span.clone())
@@ -457,6 +461,7 @@ impl Handler {
             }
         };
         if published.is_ok() {
+            tracing::debug!("result confirmed");
             self.stats.processed.fetch_add(1, Ordering::Relaxed);
             if matches!(event.kind, EventKind::Failed { .. }) {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
