@@ -19,6 +19,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
@@ -57,7 +58,7 @@ type Reply = oneshot::Sender<Result<(), PublishError>>;
 /// (a `confirm` span opens in it while the broker's confirm is awaited),
 /// whom to answer.
 struct Item {
-    json: Vec<u8>,
+    json: Bytes,
     traceparent: Option<String>,
     span: tracing::Span,
     reply: Reply,
@@ -85,8 +86,9 @@ impl BatchPublisher {
 
     /// Publishes one JSON value; resolves once the broker confirmed the
     /// message carrying it (or refused it, or failed).
-    pub async fn publish(&self, item: Vec<u8>) -> Result<(), PublishError> {
-        self.publish_traced(item, None, tracing::Span::none()).await
+    pub async fn publish(&self, item: impl Into<Bytes>) -> Result<(), PublishError> {
+        self.publish_traced(item.into(), None, tracing::Span::none())
+            .await
     }
 
     /// [`BatchPublisher::publish`] for an item that carries a trace: a
@@ -96,7 +98,7 @@ impl BatchPublisher {
     /// `span` is disabled).
     pub async fn publish_traced(
         &self,
-        json: Vec<u8>,
+        json: Bytes,
         traceparent: Option<String>,
         span: tracing::Span,
     ) -> Result<(), PublishError> {

@@ -66,6 +66,17 @@ pub struct Config {
     #[arg(long, env = "RATE_BURST")]
     pub rate_burst: Option<std::num::NonZeroU32>,
 
+    /// How long an accepted request may wait for its verdict, while the
+    /// request queue holds nothing ready, before this gateway publishes it
+    /// again (the broker may have lost the verdict in a failover).
+    #[arg(long, env = "VERDICT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub verdict_timeout: std::time::Duration,
+
+    /// Most bytes of request bodies kept for publishing again; requests
+    /// accepted beyond it are not guarded (`gateway_unguarded_total`).
+    #[arg(long, env = "UNANSWERED_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub unanswered_max_bytes: usize,
+
     /// A token `/metrics` then requires (`Authorization: Bearer`). Unset:
     /// `/metrics` is open.
     #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::amqp::events::{Projection, Source, Trust};
 use crate::amqp::submit::Submitter;
+use crate::amqp::unanswered::Unanswered;
 use crate::auth::{Guard, Tokens};
 use crate::config::Config;
 use crate::http::{router, AppState};
@@ -39,6 +40,10 @@ impl Application {
         // Links outlive the HTTP server: they stop after it has drained.
         let links = CancellationToken::new();
 
+        let unanswered = Arc::new(Unanswered::new(
+            config.verdict_timeout,
+            config.unanswered_max_bytes,
+        ));
         let (submitter, publish_task) = Submitter::spawn(
             config.broker.amqp_url.clone(),
             topology.clone(),
@@ -46,6 +51,7 @@ impl Application {
             config.broker.confirm_timeout,
             config.max_message_bytes,
             identity.clone(),
+            unanswered.clone(),
             links.clone(),
         );
         let trusted = config.trusted_publishers();
@@ -101,6 +107,18 @@ impl Application {
             config.broker.result_retention,
             links.clone(),
         ));
+        let guard_task = {
+            let submitter = submitter.clone();
+            tokio::spawn(unanswered.run(
+                store.clone(),
+                stats.clone(),
+                move |id, body, traceparent| {
+                    let submitter = submitter.clone();
+                    async move { submitter.republish(id, body, traceparent).await }
+                },
+                links.clone(),
+            ))
+        };
         let listener = TcpListener::bind(config.gateway_addr).await?;
         let state = AppState {
             store,
@@ -122,7 +140,7 @@ impl Application {
             listener,
             state,
             links,
-            tasks: vec![publish_task, events_task, sweep_task],
+            tasks: vec![publish_task, events_task, sweep_task, guard_task],
         })
     }
 

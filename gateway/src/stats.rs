@@ -158,6 +158,12 @@ fn percentiles(histograms: &[Histogram<u64>; 2]) -> Percentiles {
 }
 
 impl LiveStats {
+    /// Whether the request queue, as last polled, held no message ready for
+    /// a worker (false when it could not be polled).
+    pub fn queue_idle(&self) -> bool {
+        self.queue_known.load(Ordering::Relaxed) && self.queue_depth.load(Ordering::Relaxed) == 0
+    }
+
     fn window(&self) -> std::sync::MutexGuard<'_, Window> {
         self.window.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -255,6 +255,14 @@ impl Store {
         (self.expires_at_ms(&entry) > now_ms()).then(|| self.status(id, &entry))
     }
 
+    /// Whether `id` is known, not expired, and still waits for its verdict
+    /// (a dead-lettered request waits no more).
+    pub fn awaits_verdict(&self, id: &RequestId) -> bool {
+        self.entries.get(id).is_some_and(|entry| {
+            entry.outcome == Outcome::Pending && self.expires_at_ms(&entry) > now_ms()
+        }) && !self.dead_letters.contains_key(id)
+    }
+
     fn expires_at_ms(&self, entry: &Entry) -> u64 {
         self.epoch_ms + u64::from(entry.expires_s) * 1000
     }

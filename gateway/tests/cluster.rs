@@ -132,7 +132,11 @@ async fn losing_any_one_node_under_load_loses_nothing() {
     let env = TestEnv::with_broker(cluster.url());
     // Each request's steps in the logs, to tell where one went if it is lost.
     let worker_log = [("RUST_LOG", "info,verifier_worker::amqp=debug".to_owned())];
-    let gateway_log = [("RUST_LOG", "info,gateway::http=debug".to_owned())];
+    // A verdict the broker loses in a failover is asked for again after 10 s.
+    let gateway_log = [
+        ("RUST_LOG", "info,gateway::http=debug".to_owned()),
+        ("VERDICT_TIMEOUT", "10s".to_owned()),
+    ];
     let (_w1, _) = env.ready_worker("worker-1", &worker_log).await;
     let (_w2, _) = env.ready_worker("worker-2", &worker_log).await;
     let a = env.gateway(&gateway_log).await;

@@ -272,3 +272,67 @@ async fn sigterm_gateway_answers_long_polls_at_once() {
         .expect("gateway did not stop");
     assert!(exit.success(), "{exit:?}");
 }
+
+/// Takes the next message of `queue` off the broker (acked: as a worker that
+/// then lost its verdict would have), waiting up to `timeout` for one.
+async fn take_message(env: &TestEnv, queue: &str, timeout: Duration) -> Option<Vec<u8>> {
+    let conn = env.connect().await;
+    let channel = conn.create_channel().await.unwrap();
+    let deadline = Instant::now() + timeout;
+    let taken = loop {
+        let got = channel
+            .basic_get(
+                queue.into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap();
+        if let Some(message) = got {
+            break Some(message.delivery.data);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = conn.close(200, "done".into()).await;
+    taken
+}
+
+#[tokio::test]
+async fn a_request_whose_verdict_never_comes_is_published_again() {
+    let env = TestEnv::new();
+    let gw = env
+        .gateway(&[("VERDICT_TIMEOUT", "2s".to_owned())])
+        .await;
+    let signer = Signer2048::new();
+    let id = gw.submit(&body_for(&signer, "a verdict lost", false)).await;
+
+    // A "worker" takes the request and never answers.
+    let first = take_message(&env, &env.queue, Duration::from_secs(10))
+        .await
+        .expect("the request is queued");
+    assert!(String::from_utf8_lossy(&first).contains(&id));
+    // Not published again before VERDICT_TIMEOUT: the queue stays empty a while.
+    assert_eq!(take_message(&env, &env.queue, Duration::from_secs(1)).await, None);
+
+    let again = take_message(&env, &env.queue, Duration::from_secs(15))
+        .await
+        .expect("the gateway publishes the request again once VERDICT_TIMEOUT has passed");
+    assert_eq!(again, first, "the same request, same id");
+    let (_, metrics) = gw.get_text("/metrics").await;
+    let confirmed = metrics
+        .lines()
+        .any(|l| l.starts_with("gateway_republished_total{confirmed=\"yes\"} "));
+    assert!(confirmed, "{metrics}");
+
+    // The third copy is answered by a real worker, and that is the end of it.
+    let _worker = env.ready_worker("worker", &[]).await;
+    let result = gw.result(&id, Duration::from_secs(30)).await;
+    assert_eq!((&result["status"], &result["valid"]), (&json!("completed"), &json!(true)));
+    wait_for("the guard lets the answered request go", Duration::from_secs(10), || async {
+        let (_, metrics) = gw.get_text("/metrics").await;
+        metrics.contains("\ngateway_unanswered 0\n")
+    })
+    .await;
+}

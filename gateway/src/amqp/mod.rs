@@ -3,3 +3,4 @@
 
 pub mod events;
 pub mod submit;
+pub mod unanswered;

@@ -6,8 +6,11 @@
 use std::sync::Arc;
 
 use broker::{BatchLimits, BatchPublisher, Link, PublishError, Publisher};
+use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
-use verify_core::{Event, EventKind, Topology, VerifyRequest};
+use verify_core::{Event, EventKind, RequestId, Topology, VerifyRequest};
+
+use super::unanswered::Unanswered;
 
 /// Why a request was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +38,7 @@ pub struct Submitter {
     /// `accepted` events, batched the same way.
     events: BatchPublisher,
     identity: Arc<str>,
+    unanswered: Arc<Unanswered>,
 }
 
 impl Submitter {
@@ -45,6 +49,7 @@ impl Submitter {
         confirm_timeout: std::time::Duration,
         max_message_bytes: usize,
         identity: Arc<str>,
+        unanswered: Arc<Unanswered>,
         shutdown: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let topo = topology.clone();
@@ -85,6 +90,7 @@ impl Submitter {
                 requests,
                 events,
                 identity,
+                unanswered,
             },
             task,
         )
@@ -104,7 +110,7 @@ impl Submitter {
     pub async fn submit(
         &self,
         request: &VerifyRequest,
-        encoded: Vec<u8>,
+        encoded: Bytes,
         fingerprint: String,
         idempotency_key: Option<String>,
         tenant: Option<String>,
@@ -115,13 +121,15 @@ impl Submitter {
         match self
             .requests
             .publish_traced(
-                encoded,
+                encoded.clone(),
                 request.traceparent.clone(),
                 telemetry::trace::step(tracing::Span::current),
             )
             .await
         {
-            Ok(()) => {}
+            Ok(()) => self
+                .unanswered
+                .hold(request.id, encoded, request.traceparent.clone()),
             Err(PublishError::Nacked) => return Err(SubmitError::QueueFull),
             Err(PublishError::Disconnected) => return Err(SubmitError::Disconnected),
             Err(e) => return Err(SubmitError::Broker(e)),
@@ -149,5 +157,26 @@ impl Submitter {
             }
         });
         Ok(accepted)
+    }
+
+    /// Publishes a request again (see [`Unanswered`]); whether the broker
+    /// confirmed it.
+    pub async fn republish(&self, id: RequestId, body: Bytes, traceparent: Option<String>) -> bool {
+        match self
+            .requests
+            .publish_traced(body, traceparent, tracing::Span::none())
+            .await
+        {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(%id, error = %e, "request not published again");
+                false
+            }
+        }
+    }
+
+    /// The requests accepted here and not yet answered.
+    pub fn unanswered(&self) -> &Arc<Unanswered> {
+        &self.unanswered
     }
 }

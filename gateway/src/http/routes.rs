@@ -181,7 +181,7 @@ async fn accept(
     request.id = id;
     span.record("request_id", tracing::field::display(request.id));
     request.traceparent = Some(traceparent);
-    let encoded = request.encode();
+    let encoded = Bytes::from(request.encode());
     // A message carries its requests in a JSON array: two more bytes.
     if encoded.len() + 2 > state.max_message_bytes {
         return Err(ApiError::MessageTooLarge {
