@@ -240,16 +240,25 @@ async fn publish_retrying(
         ref headers,
     } = *message;
     let deadline = tokio::time::Instant::now() + retry_for;
+    let mut first = true;
     loop {
         let (result, lost) = match link.current() {
             Some(publisher) => {
-                let result = publisher
-                    .publish_observed(queue, body, kind, headers.clone(), on_sent)
-                    .await;
+                let publish = publisher.publish_observed(queue, body, kind, headers.clone(), on_sent);
+                // A copy published again gets what is left of `retry_for`,
+                // so a caller waits at most about CONFIRM_TIMEOUT + retry_for.
+                let result = if first {
+                    publish.await
+                } else {
+                    tokio::time::timeout_at(deadline, publish)
+                        .await
+                        .unwrap_or(Err(PublishError::Timeout(retry_for)))
+                };
                 (result, publisher.connection_lost())
             }
             None => (Err(PublishError::Disconnected), true),
         };
+        first = false;
         let retry = matches!(
             result,
             Err(PublishError::Connection(_) | PublishError::Disconnected)

@@ -244,8 +244,13 @@ async fn losing_any_one_node_under_load_loses_nothing() {
             );
         }
     }
+    let mut republished = 0.0;
+    for gw in [&a, &b] {
+        republished += counter(&gw.get_text("/metrics").await.1, "gateway_republished_total");
+    }
     eprintln!(
-        "{} accepted, all verified; {} refused with 503; slowest POST {slowest} ms",
+        "{} accepted, all verified; {} refused with 503; slowest POST {slowest} ms; \
+         {republished} requests published again for want of a verdict",
         accepted.len(),
         load.refused.load(Ordering::Relaxed)
     );
