@@ -58,3 +58,13 @@ ensure_chromium() {
     return 1
   fi
 }
+
+# Makes sure cargo-deny is installed (deny.toml's dependency policy): builds
+# it from crates.io if missing, which takes some minutes the first time.
+ensure_cargo_deny() {
+  if cargo deny --version >/dev/null 2>&1; then
+    return 0
+  fi
+  log "installing cargo-deny (cargo install --locked)"
+  nice -n 19 cargo install --locked cargo-deny
+}

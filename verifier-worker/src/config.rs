@@ -21,6 +21,12 @@ pub struct Config {
     #[arg(long, env = "VERIFIER_KEYS_DIR")]
     pub verifier_keys_dir: PathBuf,
 
+    /// Smallest RSA key (modulus bits) the worker loads: a smaller key in
+    /// VERIFIER_KEYS_DIR stops the start, naming the file. Lower it (to
+    /// 1024) only to verify signatures of legacy keys.
+    #[arg(long, env = "VERIFIER_MIN_RSA_BITS", default_value_t = verify_core::DEFAULT_MIN_RSA_BITS)]
+    pub verifier_min_rsa_bits: usize,
+
     /// Verify SHA1withRSA and MD5withRSA (otherwise they fail with
     /// `algorithm_disabled`). Only for migrating signatures of the old system.
     #[arg(long, env = "VERIFIER_ALLOW_LEGACY", default_value_t = false, action = ArgAction::Set)]

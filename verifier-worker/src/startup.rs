@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use broker::{BatchLimits, BatchPublisher, Link};
 use tokio_util::sync::CancellationToken;
-use verify_core::{KeyRegistry, Verifier};
+use verify_core::{KeyLoadError, KeyRegistry, Verifier};
 
 use crate::amqp::consume;
 use crate::amqp::handler::Handler;
@@ -22,12 +22,29 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Loads the keys (a bad key file stops the start, naming the file).
+    /// Loads the keys (a bad or too small key file stops the start, naming
+    /// the file).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let keys = KeyRegistry::load_dir(&config.verifier_keys_dir)
-            .context("loading VERIFIER_KEYS_DIR")?;
+        let min_bits = config.verifier_min_rsa_bits;
+        let keys = KeyRegistry::load_dir(&config.verifier_keys_dir, min_bits).map_err(|e| {
+            // verify-core reads no environment: the knob's name is added here.
+            let how = match &e {
+                KeyLoadError::TooSmall { bits, .. } => format!(
+                    " (VERIFIER_MIN_RSA_BITS={min_bits}; set VERIFIER_MIN_RSA_BITS={bits} to accept legacy {bits}-bit keys)"
+                ),
+                _ => String::new(),
+            };
+            anyhow::Error::new(e).context(format!("loading VERIFIER_KEYS_DIR{how}"))
+        })?;
+        if min_bits < verify_core::DEFAULT_MIN_RSA_BITS {
+            tracing::warn!(
+                min_rsa_bits = min_bits,
+                "VERIFIER_MIN_RSA_BITS is under {}: smaller keys load too (legacy keys only)",
+                verify_core::DEFAULT_MIN_RSA_BITS
+            );
+        }
         let ids: Vec<&str> = keys.ids().map(|k| k.as_str()).collect();
-        tracing::info!(keys = ?ids, backend = %config.verify_backend, legacy = config.verifier_allow_legacy, "keys loaded");
+        tracing::info!(keys = ?ids, min_rsa_bits = min_bits, backend = %config.verify_backend, legacy = config.verifier_allow_legacy, "keys loaded");
         let verifier = Verifier::new(keys, config.verify_backend, config.verifier_allow_legacy);
         Ok(Worker { config, verifier })
     }

@@ -3,6 +3,11 @@
 //! Every accepted format (SPKI, PKCS#1, X.509 certificate; PEM or DER) is
 //! reduced to the same parsed [`rsa::RsaPublicKey`], and the fast backend's
 //! parsed form is built next to it at load time, so the hot path never parses.
+//!
+//! Size policy, enforced at load: a key under the caller's minimum
+//! ([`DEFAULT_MIN_RSA_BITS`] unless lowered for legacy keys) fails the load,
+//! and so does a key over [`MAX_RSA_BITS`], the largest the `rsa` crate
+//! parses. The minimum is passed in: this crate reads no environment.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -39,6 +44,17 @@ impl fmt::Display for KeyId {
     }
 }
 
+/// The smallest RSA modulus loaded unless the caller lowers the minimum:
+/// 2048 bits, the floor of NIST SP 800-131A and of AWS-LC's verification
+/// parameters. Keys of 1024 bits verify (with the `rsa` backend) only when a
+/// caller deliberately allows them.
+pub const DEFAULT_MIN_RSA_BITS: usize = 2048;
+
+/// The largest RSA modulus this build loads: the limit of
+/// [`RsaPublicKey::new`] (the `rsa` crate's `MAX_SIZE`), which every key
+/// format is parsed through.
+pub const MAX_RSA_BITS: usize = RsaPublicKey::MAX_SIZE;
+
 /// Why a key directory could not be loaded. Each variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyLoadError {
@@ -62,6 +78,15 @@ pub enum KeyLoadError {
     },
     #[error("no key files (*.pem, *.der, *.crt, *.cer) in {dir}")]
     Empty { dir: PathBuf },
+    #[error(
+        "{path} holds a {bits}-bit RSA key, under the minimum of {min_bits} bits; \
+         lower the minimum to {bits} to load it anyway (legacy keys only)"
+    )]
+    TooSmall {
+        path: PathBuf,
+        bits: usize,
+        min_bits: usize,
+    },
 }
 
 /// A public key, parsed once for every backend.
@@ -81,13 +106,16 @@ impl PublicKey {
         }
     }
 
-    /// Parses one key file's bytes; `extension` picks PEM or DER.
+    /// Parses one key file's bytes (PEM or DER, told apart by content).
     pub fn parse(bytes: &[u8]) -> Result<Self, String> {
-        let rsa = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
-            parse_pem(bytes)?
+        let is_pem = bytes.trim_ascii_start().starts_with(b"-----BEGIN");
+        let rsa = if is_pem {
+            parse_pem(bytes)
         } else {
-            parse_der(bytes)?
+            parse_der(bytes)
         };
+        // The `rsa` crate calls a key over its size limit "malformed": say why.
+        let rsa = rsa.map_err(|reason| oversize(bytes, is_pem).unwrap_or(reason))?;
         Ok(PublicKey::from_rsa(rsa))
     }
 
@@ -155,6 +183,35 @@ fn certificate_to_rsa(der: &[u8]) -> Result<RsaPublicKey, String> {
     spki_to_rsa(&spki).map_err(|e| format!("certificate does not hold an RSA key: {e}"))
 }
 
+/// Why a well-formed key was refused, when it is for being over
+/// [`MAX_RSA_BITS`]: its modulus read without the `rsa` crate's checks.
+fn oversize(bytes: &[u8], is_pem: bool) -> Option<String> {
+    let der = if is_pem {
+        pem_rfc7468::decode_vec(bytes).ok()?.1
+    } else {
+        bytes.to_vec()
+    };
+    // SPKI and certificates wrap a PKCS#1 RSAPublicKey; try each layer.
+    let pkcs1 = if let Ok(spki) = spki::SubjectPublicKeyInfoRef::from_der(&der) {
+        spki.subject_public_key.raw_bytes().to_vec()
+    } else if let Ok(cert) = x509_cert::Certificate::from_der(&der) {
+        cert.tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .raw_bytes()
+            .to_vec()
+    } else {
+        der
+    };
+    let key = pkcs1::RsaPublicKey::from_der(&pkcs1).ok()?;
+    let modulus = key.modulus.as_bytes();
+    let first = modulus.iter().position(|&b| b != 0)?;
+    let bits = (modulus.len() - first) * 8 - modulus[first].leading_zeros() as usize;
+    (bits > MAX_RSA_BITS).then(|| {
+        format!("a {bits}-bit RSA key; the largest this build loads is {MAX_RSA_BITS} bits")
+    })
+}
+
 /// The file extensions that are read as keys; other files are ignored.
 const KEY_EXTENSIONS: [&str; 4] = ["pem", "der", "crt", "cer"];
 
@@ -166,9 +223,10 @@ pub struct KeyRegistry {
 
 impl KeyRegistry {
     /// Loads every key file of `dir` (not recursive). Any file that cannot be
-    /// read as a key fails the whole load, naming the file: a worker that
-    /// silently skipped a key would answer `unknown_key` for it forever.
-    pub fn load_dir(dir: &Path) -> Result<Self, KeyLoadError> {
+    /// read as a key, or holds a key under `min_rsa_bits`, fails the whole
+    /// load, naming the file: a worker that silently skipped a key would
+    /// answer `unknown_key` for it forever.
+    pub fn load_dir(dir: &Path, min_rsa_bits: usize) -> Result<Self, KeyLoadError> {
         let read_dir = std::fs::read_dir(dir).map_err(|source| KeyLoadError::ReadDir {
             dir: dir.to_owned(),
             source,
@@ -198,7 +256,7 @@ impl KeyRegistry {
         let mut registry = KeyRegistry::default();
         let mut sources: BTreeMap<KeyId, PathBuf> = BTreeMap::new();
         for path in paths {
-            let key = load_file(&path)?;
+            let key = load_file(&path, min_rsa_bits)?;
             let id = KeyId::new(
                 path.file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
@@ -254,16 +312,25 @@ impl KeyRegistry {
     }
 }
 
-/// Reads and parses one key file; errors name the file.
-pub fn load_file(path: &Path) -> Result<PublicKey, KeyLoadError> {
+/// Reads and parses one key file, refusing a key under `min_rsa_bits`;
+/// errors name the file.
+pub fn load_file(path: &Path, min_rsa_bits: usize) -> Result<PublicKey, KeyLoadError> {
     let bytes = std::fs::read(path).map_err(|source| KeyLoadError::Read {
         path: path.to_owned(),
         source,
     })?;
-    PublicKey::parse(&bytes).map_err(|reason| KeyLoadError::Invalid {
+    let key = PublicKey::parse(&bytes).map_err(|reason| KeyLoadError::Invalid {
         path: path.to_owned(),
         reason,
-    })
+    })?;
+    if key.bits() < min_rsa_bits {
+        return Err(KeyLoadError::TooSmall {
+            path: path.to_owned(),
+            bits: key.bits(),
+            min_bits: min_rsa_bits,
+        });
+    }
+    Ok(key)
 }
 
 /// SPKI DER of a key: the encoding AWS-LC parses.

@@ -18,7 +18,7 @@ pub mod verifier;
 
 pub use algorithm::{Algorithm, Digest, Padding, UnknownAlgorithm};
 pub use backend::{Backend, Used};
-pub use keys::{KeyId, KeyLoadError, KeyRegistry, PublicKey};
+pub use keys::{KeyId, KeyLoadError, KeyRegistry, PublicKey, DEFAULT_MIN_RSA_BITS};
 pub use message::{
     join_batch, now_ms, process_identity, split_batch, BadRequestId, DecodeError, DeliveryInfo,
     ErrorBody, Event, EventKind, RequestId, UnreadableRequest, VerifyRequest, WorkerBeat,

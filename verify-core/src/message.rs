@@ -234,7 +234,7 @@ impl VerifyRequest {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let request: VerifyRequest = serde_json::from_slice(bytes)?;
+        let request: VerifyRequest = serde_json::from_str(json_text(bytes)?)?;
         check_version(request.v)?;
         Ok(request)
     }
@@ -287,6 +287,18 @@ impl VerifyRequest {
         }
         hex::encode(&hash.finalize()[..16])
     }
+}
+
+/// A whole message as text: JSON is UTF-8 (RFC 8259), all of it, fields
+/// this build ignores included. serde_json checks only the strings it
+/// reads, so without this a whole-message decode would accept a message
+/// that [`split_batch`] (the path the binaries read by) refuses.
+fn json_text(bytes: &[u8]) -> Result<&str, DecodeError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        DecodeError::Json(serde::de::Error::custom(format_args!(
+            "the message is not UTF-8: {e}"
+        )))
+    })
 }
 
 fn check_version(v: u32) -> Result<(), DecodeError> {
@@ -463,7 +475,7 @@ impl Event {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let event: Event = serde_json::from_slice(bytes)?;
+        let event: Event = serde_json::from_str(json_text(bytes)?)?;
         check_version(event.v)?;
         Ok(event)
     }
@@ -562,6 +574,16 @@ mod base64_opt {
 mod tests {
     use super::*;
 
+    /// `json` (an object) with an unknown first field whose string value
+    /// holds a byte that is not UTF-8.
+    fn with_unread_invalid_utf8(json: &[u8]) -> Vec<u8> {
+        let mut bytes = br#"{"later":""#.to_vec();
+        bytes.push(0x80);
+        bytes.extend_from_slice(br#"","#);
+        bytes.extend_from_slice(&json[1..]);
+        bytes
+    }
+
     #[test]
     fn request_round_trips_and_rejects_other_versions() {
         let request = VerifyRequest {
@@ -608,6 +630,18 @@ mod tests {
             VerifyRequest::decode(b"not json"),
             Err(DecodeError::Json(_))
         ));
+
+        // Invalid UTF-8 in a field nobody reads: refused by the whole-message
+        // decoders as by split_batch (found by tests/wire_props.rs).
+        let unread = with_unread_invalid_utf8(&bytes);
+        assert!(split_batch(&unread).is_err());
+        assert!(matches!(
+            VerifyRequest::decode(&unread),
+            Err(DecodeError::Json(e)) if e.to_string().contains("not UTF-8")
+        ));
+        let event = Event::new(request.id, "w", EventKind::Checkpoint).encode();
+        assert!(Event::decode(&event).is_ok());
+        assert!(Event::decode(&with_unread_invalid_utf8(&event)).is_err());
     }
 
     #[test]

@@ -5,7 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use verify_core::backend::{self, Backend};
-use verify_core::{Algorithm, KeyId, KeyLoadError, KeyRegistry, PublicKey, Verifier, VerifyError};
+use verify_core::{
+    Algorithm, KeyId, KeyLoadError, KeyRegistry, PublicKey, Verifier, VerifyError,
+    DEFAULT_MIN_RSA_BITS,
+};
 
 fn vectors_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
@@ -46,8 +49,10 @@ fn vectors() -> Vec<Vector> {
         .collect()
 }
 
+/// The vector keys, with the minimum lowered to 1024 bits: they
+/// deliberately include a legacy 1024-bit key (`k1024`).
 fn registry() -> KeyRegistry {
-    KeyRegistry::load_dir(&vectors_dir().join("keys")).expect("vector keys load")
+    KeyRegistry::load_dir(&vectors_dir().join("keys"), 1024).expect("vector keys load")
 }
 
 #[test]
@@ -219,7 +224,7 @@ fn unknown_keys_and_key_resolution() {
         dir.path().join("solo.pem"),
     )
     .unwrap();
-    let solo = KeyRegistry::load_dir(dir.path()).unwrap();
+    let solo = KeyRegistry::load_dir(dir.path(), DEFAULT_MIN_RSA_BITS).unwrap();
     assert_eq!(solo.resolve(None).unwrap().0.as_str(), "solo");
 
     // A key named "default" wins when there are several.
@@ -228,7 +233,7 @@ fn unknown_keys_and_key_resolution() {
         dir.path().join("default.pem"),
     )
     .unwrap();
-    let two = KeyRegistry::load_dir(dir.path()).unwrap();
+    let two = KeyRegistry::load_dir(dir.path(), DEFAULT_MIN_RSA_BITS).unwrap();
     assert_eq!(two.resolve(None).unwrap().0.as_str(), "default");
 }
 
@@ -246,8 +251,8 @@ fn every_format_of_one_key_loads_to_the_same_key() {
         "cert.crt",
         "cert.cer",
     ] {
-        let key =
-            verify_core::keys::load_file(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let key = verify_core::keys::load_file(&dir.join(name), DEFAULT_MIN_RSA_BITS)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         loaded.push((name, key));
     }
     let reference = registry();
@@ -270,7 +275,7 @@ fn load_error(files: &[(&str, &[u8])]) -> KeyLoadError {
     for (name, bytes) in files {
         std::fs::write(dir.path().join(name), bytes).unwrap();
     }
-    KeyRegistry::load_dir(dir.path()).expect_err("load must fail")
+    KeyRegistry::load_dir(dir.path(), DEFAULT_MIN_RSA_BITS).expect_err("load must fail")
 }
 
 #[test]
@@ -304,13 +309,121 @@ fn malformed_key_files_fail_the_load_naming_the_file() {
     let empty = tempfile::tempdir().unwrap();
     std::fs::write(empty.path().join("README.txt"), "not a key").unwrap();
     assert!(matches!(
-        KeyRegistry::load_dir(empty.path()),
+        KeyRegistry::load_dir(empty.path(), DEFAULT_MIN_RSA_BITS),
         Err(KeyLoadError::Empty { .. })
     ));
     assert!(matches!(
-        KeyRegistry::load_dir(Path::new("/nonexistent/keys")),
+        KeyRegistry::load_dir(Path::new("/nonexistent/keys"), DEFAULT_MIN_RSA_BITS),
         Err(KeyLoadError::ReadDir { .. })
     ));
+}
+
+/// A directory holding a copy of `keys/k2048.pem` and of each `(vector key, name)`.
+fn key_dir(extra: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = vectors_dir().join("keys");
+    std::fs::copy(keys.join("k2048.pem"), dir.path().join("good.pem")).unwrap();
+    for (from, name) in extra {
+        std::fs::copy(keys.join(from), dir.path().join(name)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn keys_under_the_minimum_fail_the_load_naming_file_size_and_minimum() {
+    assert_eq!(DEFAULT_MIN_RSA_BITS, 2048);
+    let dir = key_dir(&[("k1024.pem", "legacy.pem")]);
+    let err = KeyRegistry::load_dir(dir.path(), DEFAULT_MIN_RSA_BITS).unwrap_err();
+    match &err {
+        KeyLoadError::TooSmall {
+            path,
+            bits,
+            min_bits,
+        } => {
+            assert_eq!(path, &dir.path().join("legacy.pem"));
+            assert_eq!((*bits, *min_bits), (1024, 2048));
+        }
+        other => panic!("expected TooSmall, got {other:?}"),
+    }
+    let message = err.to_string();
+    for part in [
+        "legacy.pem",
+        "1024-bit",
+        "minimum of 2048 bits",
+        "lower the minimum",
+    ] {
+        assert!(message.contains(part), "{part:?} not in {message:?}");
+    }
+
+    // Lowered for legacy keys, it loads, and the 1024-bit key still verifies.
+    let lowered = KeyRegistry::load_dir(dir.path(), 1024).unwrap();
+    let ids: Vec<&str> = lowered.ids().map(KeyId::as_str).collect();
+    assert_eq!(ids, ["good", "legacy"]);
+    assert_eq!(lowered.get(&KeyId::new("legacy")).unwrap().bits(), 1024);
+    let v = vectors()
+        .into_iter()
+        .find(|v| v.key.as_str() == "k1024" && v.valid && v.algorithm == Algorithm::DEFAULT)
+        .unwrap();
+    let verifier = Verifier::new(lowered, Backend::Fast, false);
+    let verdict = verifier
+        .verify(
+            Some(&KeyId::new("legacy")),
+            v.algorithm,
+            &document(&v.document),
+            &v.signature,
+        )
+        .unwrap();
+    assert!(verdict.valid);
+
+    // The bound is inclusive: a key of exactly the minimum loads, one bit
+    // more is refused; the single-file loader applies the same rule.
+    assert!(KeyRegistry::load_dir(key_dir(&[]).path(), 2048).is_ok());
+    assert!(matches!(
+        KeyRegistry::load_dir(key_dir(&[]).path(), 2049),
+        Err(KeyLoadError::TooSmall { bits: 2048, .. })
+    ));
+    let k1024 = vectors_dir().join("keys/k1024.pem");
+    assert!(matches!(
+        verify_core::keys::load_file(&k1024, DEFAULT_MIN_RSA_BITS),
+        Err(KeyLoadError::TooSmall { bits: 1024, .. })
+    ));
+    assert!(verify_core::keys::load_file(&k1024, 1024).is_ok());
+}
+
+#[test]
+fn keys_over_the_rsa_crate_limit_fail_the_load_naming_their_size() {
+    use rsa::pkcs1::EncodeRsaPublicKey;
+    use rsa::pkcs8::EncodePublicKey;
+    use rsa::{BigUint, RsaPublicKey};
+
+    assert_eq!(verify_core::keys::MAX_RSA_BITS, 4096);
+    // A well-formed key of 4097 and of 8192 bits (an odd modulus: parsing
+    // does not factor it), in SPKI PEM and PKCS#1 DER.
+    for bits in [4097usize, 8192] {
+        let mut modulus = vec![0xffu8; bits.div_ceil(8)];
+        modulus[0] = 0xff >> (modulus.len() * 8 - bits);
+        let key =
+            RsaPublicKey::new_unchecked(BigUint::from_bytes_be(&modulus), BigUint::from(65_537u32));
+        let dir = tempfile::tempdir().unwrap();
+        let pem = key.to_public_key_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+        std::fs::write(dir.path().join("huge.pem"), pem).unwrap();
+        std::fs::write(
+            dir.path().join("huge.der"),
+            key.to_pkcs1_der().unwrap().as_bytes(),
+        )
+        .unwrap();
+        for name in ["huge.pem", "huge.der"] {
+            let err = verify_core::keys::load_file(&dir.path().join(name), 1024).unwrap_err();
+            let message = err.to_string();
+            assert!(
+                matches!(err, KeyLoadError::Invalid { .. })
+                    && message.contains(name)
+                    && message.contains(&format!("{bits}-bit"))
+                    && message.contains("4096"),
+                "{bits} {name}: {message}"
+            );
+        }
+    }
 }
 
 #[test]

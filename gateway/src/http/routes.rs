@@ -125,12 +125,23 @@ async fn submit(
     let id = RequestId::new();
     let trace = telemetry::trace::enter_or_start(&span, parent, Some(*id.as_uuid().as_bytes()));
     let traceparent = trace.traceparent();
+    // A body refused unread (over the limit, or broken off) leaves the rest
+    // of it on the connection, so hyper closes the connection after this
+    // answer, whatever the answer (a 413, or a 415 checked first). Saying so
+    // keeps keep-alive clients from sending their next request into it
+    // (found by tests/hostile.rs).
+    let body_unread = body.is_err();
     let mut response = accept(state, tenant, id, headers, body, &span, traceparent.clone())
         .instrument(span.clone())
         .await
         .into_response();
     if let Ok(value) = HeaderValue::from_str(&traceparent) {
         response.headers_mut().insert(TRACEPARENT, value);
+    }
+    if body_unread {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }

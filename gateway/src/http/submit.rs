@@ -242,6 +242,220 @@ mod tests {
         assert_eq!(r.key_id, Some(KeyId::new("k")));
     }
 
+    mod props {
+        //! Arbitrary bodies through [`parse`]: bytes, JSON-like text, and
+        //! JSON objects built from the body's own field names. Every body
+        //! is either a request consistent with it or a 400 with one of the
+        //! documented codes; none panics.
+
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        use super::*;
+
+        /// Every code `parse` may answer (the README's list for 400s).
+        const CODES: [&str; 8] = [
+            "invalid_json",
+            "missing_field",
+            "invalid_signature",
+            "unknown_algorithm",
+            "invalid_key_id",
+            "invalid_base64",
+            "invalid_text_file",
+            "conflicting_fields",
+        ];
+
+        const FIELDS: [&str; 6] = [
+            "hexSignature",
+            "text",
+            "textBase64",
+            "textFile",
+            "algorithm",
+            "keyId",
+        ];
+
+        /// The one file in the test's DOCS_DIR.
+        const DOC: (&str, &[u8]) = ("doc.txt", b"signed text");
+
+        /// Parses on a private runtime (parse is async for `textFile`).
+        fn parse_now(body: &[u8], docs: &Path) -> Result<VerifyRequest, ApiError> {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(parse(body, Some(docs), 1 << 16))
+        }
+
+        fn docs_dir() -> tempfile::TempDir {
+            let docs = tempfile::tempdir().unwrap();
+            std::fs::write(docs.path().join(DOC.0), DOC.1).unwrap();
+            docs
+        }
+
+        /// Any JSON value but a string: a wrong type for every field.
+        fn wrong_type() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                vec(any::<u8>(), 0..4).prop_map(Value::from),
+                Just(serde_json::json!({ "hexSignature": "ab" })),
+            ]
+        }
+
+        /// A value for `field`: mostly of its kind (valid or nearly so),
+        /// sometimes any string, sometimes another type.
+        fn field_value(field: &'static str) -> BoxedStrategy<Value> {
+            let own: BoxedStrategy<String> = match field {
+                "hexSignature" => prop_oneof![
+                    3 => "([0-9a-fA-F]{2}){0,24}",
+                    1 => "[0-9a-fA-FxX ]{0,9}",
+                ]
+                .boxed(),
+                "textBase64" => prop_oneof![
+                    3 => vec(any::<u8>(), 0..24)
+                        .prop_map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
+                    1 => "[A-Za-z0-9+/=_-]{0,12}",
+                ]
+                .boxed(),
+                "textFile" => prop::sample::select(vec![
+                    "doc.txt",
+                    "./doc.txt",
+                    "../doc.txt",
+                    "/etc/passwd",
+                    "",
+                    ".",
+                    "missing.txt",
+                    "doc.txt/",
+                    "a/../doc.txt",
+                ])
+                .prop_map(str::to_owned)
+                .boxed(),
+                "algorithm" => prop_oneof![
+                    3 => prop::sample::select(
+                        Algorithm::ALL.iter().map(|a| a.name()).collect::<Vec<_>>()
+                    )
+                    // Some lower-cased: names match case-insensitively.
+                    .prop_map(|n| if n.len() % 2 == 0 { n.to_lowercase() } else { n.to_owned() }),
+                    1 => prop::sample::select(vec!["RSA", "SHA256withECDSA", ""])
+                        .prop_map(str::to_owned),
+                ]
+                .boxed(),
+                "keyId" => prop_oneof![4 => "[a-z0-9._-]{0,12}", 1 => "[a-z]{250,260}"].boxed(),
+                _ => any::<String>().boxed(),
+            };
+            prop_oneof![
+                8 => own.prop_map(Value::from),
+                1 => any::<String>().prop_map(Value::from),
+                1 => wrong_type(),
+            ]
+            .boxed()
+        }
+
+        /// A body of the real fields, each present or not (the signature
+        /// usually, one document source often), at times an unknown one.
+        fn body_object() -> impl Strategy<Value = serde_json::Map<String, Value>> {
+            let present = [0.9, 0.5, 0.25, 0.2, 0.5, 0.5];
+            let fields: Vec<_> = FIELDS
+                .iter()
+                .zip(present)
+                .map(|(&f, p)| proptest::option::weighted(p, field_value(f)))
+                .collect();
+            let unknown = proptest::option::weighted(0.1, ("[a-zA-Z]{1,12}", any::<String>()));
+            (fields, unknown).prop_map(|(values, unknown)| {
+                let mut body: serde_json::Map<String, Value> = FIELDS
+                    .iter()
+                    .zip(values)
+                    .filter_map(|(f, v)| Some((f.to_string(), v?)))
+                    .collect();
+                if let Some((k, v)) = unknown {
+                    body.insert(k, Value::from(v));
+                }
+                body
+            })
+        }
+
+        /// What `parse` answered must be allowed by `body`.
+        fn check(
+            body: &[u8],
+            answer: Result<VerifyRequest, ApiError>,
+        ) -> Result<(), TestCaseError> {
+            let request = match answer {
+                Ok(request) => request,
+                Err(ApiError::BadRequest { code, message }) => {
+                    prop_assert!(CODES.contains(&code), "code {code}: {message}");
+                    prop_assert!(!message.is_empty());
+                    return Ok(());
+                }
+                Err(other) => return Err(TestCaseError::fail(format!("not a 400: {other:?}"))),
+            };
+            // Accepted: the body is an object of known fields, and the
+            // request holds exactly what it says.
+            let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
+                return Err(TestCaseError::fail(
+                    "accepted a body that is not a JSON object",
+                ));
+            };
+            prop_assert!(fields.keys().all(|k| FIELDS.contains(&k.as_str())));
+            let text = |k: &str| fields.get(k).and_then(Value::as_str);
+            let hex_signature = text("hexSignature").unwrap();
+            prop_assert_eq!(&request.signature, &hex::decode(hex_signature).unwrap());
+            prop_assert!(!request.signature.is_empty());
+            let document: Vec<u8> = match (text("text"), text("textBase64"), text("textFile")) {
+                (Some(t), None, None) => t.as_bytes().to_vec(),
+                (None, Some(b), None) => {
+                    base64::engine::general_purpose::STANDARD.decode(b).unwrap()
+                }
+                (None, None, Some(_)) => DOC.1.to_vec(),
+                other => return Err(TestCaseError::fail(format!("document from {other:?}"))),
+            };
+            prop_assert_eq!(request.document, document);
+            let algorithm = text("algorithm").map_or(Some(Algorithm::DEFAULT), Algorithm::parse);
+            prop_assert_eq!(Some(request.algorithm), algorithm);
+            prop_assert_eq!(request.key_id.as_ref().map(KeyId::as_str), text("keyId"));
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1024))]
+
+            #[test]
+            fn arbitrary_bytes_are_a_request_or_a_400(body in vec(any::<u8>(), 0..256)) {
+                let docs = docs_dir();
+                check(&body, parse_now(&body, docs.path()))?;
+            }
+
+            #[test]
+            fn json_like_text_is_a_request_or_a_400(
+                tokens in vec(prop_oneof![
+                    prop::sample::select(vec!["{", "}", "[", "]", ":", ",", "\"", "null", "1e999", "-", "\\u0000"])
+                        .prop_map(str::to_owned),
+                    prop::sample::select(FIELDS.to_vec()).prop_map(|f| format!("\"{f}\"")),
+                    "[0-9a-f]{1,8}",
+                ], 0..30)
+            ) {
+                let body = tokens.concat();
+                let docs = docs_dir();
+                check(body.as_bytes(), parse_now(body.as_bytes(), docs.path()))?;
+            }
+
+            #[test]
+            fn field_combinations_are_a_request_or_a_400(
+                fields in body_object(),
+                cut in proptest::option::weighted(0.2, any::<prop::sample::Index>()),
+            ) {
+                let mut body = Value::Object(fields).to_string().into_bytes();
+                if let Some(cut) = cut {
+                    body.truncate(cut.index(body.len() + 1));
+                }
+                let docs = docs_dir();
+                check(&body, parse_now(&body, docs.path()))?;
+            }
+        }
+    }
+
     #[tokio::test]
     async fn text_files_stay_inside_docs_dir() {
         let outside = tempfile::tempdir().unwrap();
