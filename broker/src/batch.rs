@@ -244,7 +244,8 @@ async fn publish_retrying(
     loop {
         let (result, lost) = match link.current() {
             Some(publisher) => {
-                let publish = publisher.publish_observed(queue, body, kind, headers.clone(), on_sent);
+                let publish =
+                    publisher.publish_observed(queue, body, kind, headers.clone(), on_sent);
                 // A copy published again gets what is left of `retry_for`,
                 // so a caller waits at most about CONFIRM_TIMEOUT + retry_for.
                 let result = if first {

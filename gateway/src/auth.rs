@@ -31,9 +31,12 @@ use crate::http::error::ApiError;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Tenant(pub Arc<str>);
 
+static ANONYMOUS: std::sync::LazyLock<Tenant> = std::sync::LazyLock::new(|| Tenant(Arc::from("")));
+
 impl Tenant {
+    /// The caller of an open gateway (shared: no allocation per call).
     pub fn anonymous() -> Self {
-        Tenant(Arc::from(""))
+        ANONYMOUS.clone()
     }
 
     pub fn name(&self) -> &str {
@@ -159,6 +162,12 @@ impl Guard {
         self.tokens.is_none()
     }
 
+    /// Whether it admits every call as it is (no tokens, no rate limit):
+    /// then `/api/*` runs without the middleware.
+    pub fn admits_all(&self) -> bool {
+        self.tokens.is_none() && self.limiter.is_none()
+    }
+
     /// The caller's tenant, or why the call may not run.
     pub fn admit(&self, headers: &HeaderMap) -> Result<Tenant, ApiError> {
         let tenant = match &self.tokens {
@@ -194,6 +203,23 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
+}
+
+/// A handler's caller: the tenant [`require`] admitted, or the anonymous
+/// caller where the middleware does not run (an open gateway).
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Tenant {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Tenant>()
+            .cloned()
+            .unwrap_or_else(Tenant::anonymous))
+    }
 }
 
 /// Middleware for `/api/*`: admits the call (401, 429) and hands its

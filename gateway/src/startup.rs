@@ -13,7 +13,7 @@ use crate::amqp::submit::Submitter;
 use crate::amqp::unanswered::Unanswered;
 use crate::auth::{Guard, Tokens};
 use crate::config::Config;
-use crate::http::{router, AppState};
+use crate::http::{router, App, AppState};
 use crate::idempotency::KeyLocks;
 use crate::stats::LiveStats;
 use crate::store::Store;
@@ -120,7 +120,7 @@ impl Application {
             ))
         };
         let listener = TcpListener::bind(config.gateway_addr).await?;
-        let state = AppState {
+        let state = AppState::new(App {
             store,
             workers,
             stats,
@@ -135,7 +135,7 @@ impl Application {
             metrics: telemetry::metrics_handle(),
             guard,
             metrics_token,
-        };
+        });
         Ok(Application {
             listener,
             state,

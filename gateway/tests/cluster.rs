@@ -246,7 +246,10 @@ async fn losing_any_one_node_under_load_loses_nothing() {
     }
     let mut republished = 0.0;
     for gw in [&a, &b] {
-        republished += counter(&gw.get_text("/metrics").await.1, "gateway_republished_total");
+        republished += counter(
+            &gw.get_text("/metrics").await.1,
+            "gateway_republished_total",
+        );
     }
     eprintln!(
         "{} accepted, all verified; {} refused with 503; slowest POST {slowest} ms; \

@@ -302,9 +302,7 @@ async fn take_message(env: &TestEnv, queue: &str, timeout: Duration) -> Option<V
 #[tokio::test]
 async fn a_request_whose_verdict_never_comes_is_published_again() {
     let env = TestEnv::new();
-    let gw = env
-        .gateway(&[("VERDICT_TIMEOUT", "2s".to_owned())])
-        .await;
+    let gw = env.gateway(&[("VERDICT_TIMEOUT", "2s".to_owned())]).await;
     let signer = Signer2048::new();
     let id = gw.submit(&body_for(&signer, "a verdict lost", false)).await;
 
@@ -314,7 +312,10 @@ async fn a_request_whose_verdict_never_comes_is_published_again() {
         .expect("the request is queued");
     assert!(String::from_utf8_lossy(&first).contains(&id));
     // Not published again before VERDICT_TIMEOUT: the queue stays empty a while.
-    assert_eq!(take_message(&env, &env.queue, Duration::from_secs(1)).await, None);
+    assert_eq!(
+        take_message(&env, &env.queue, Duration::from_secs(1)).await,
+        None
+    );
 
     let again = take_message(&env, &env.queue, Duration::from_secs(15))
         .await
@@ -329,10 +330,17 @@ async fn a_request_whose_verdict_never_comes_is_published_again() {
     // The third copy is answered by a real worker, and that is the end of it.
     let _worker = env.ready_worker("worker", &[]).await;
     let result = gw.result(&id, Duration::from_secs(30)).await;
-    assert_eq!((&result["status"], &result["valid"]), (&json!("completed"), &json!(true)));
-    wait_for("the guard lets the answered request go", Duration::from_secs(10), || async {
-        let (_, metrics) = gw.get_text("/metrics").await;
-        metrics.contains("\ngateway_unanswered 0\n")
-    })
+    assert_eq!(
+        (&result["status"], &result["valid"]),
+        (&json!("completed"), &json!(true))
+    );
+    wait_for(
+        "the guard lets the answered request go",
+        Duration::from_secs(10),
+        || async {
+            let (_, metrics) = gw.get_text("/metrics").await;
+            metrics.contains("\ngateway_unanswered 0\n")
+        },
+    )
     .await;
 }

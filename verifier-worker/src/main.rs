@@ -1,6 +1,13 @@
 use broker::shutdown;
 use clap::Parser;
+use mimalloc::MiMalloc;
 use verifier_worker::{config::Config, startup::Worker};
+
+/// mimalloc: the request path allocates a lot of small, short-lived
+/// objects, and glibc's malloc spent a sixth of the gateway's CPU on them
+/// (perf, closed-loop load; see docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -6,4 +6,4 @@ pub mod metrics;
 pub mod routes;
 pub mod submit;
 
-pub use routes::{router, AppState};
+pub use routes::{router, App, AppState};
