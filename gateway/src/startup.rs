@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::amqp::events::{Projection, Source, Trust};
-use crate::amqp::submit::Submitter;
+use crate::amqp::submit::{Submitter, Target};
 use crate::amqp::unanswered::Unanswered;
 use crate::auth::{Guard, Tokens};
 use crate::config::Config;
@@ -44,16 +44,15 @@ impl Application {
             config.verdict_timeout,
             config.unanswered_max_bytes,
         ));
-        let (submitter, publish_task) = Submitter::spawn(
-            config.broker.amqp_url.clone(),
-            topology.clone(),
-            config.broker.queue_settings(),
-            config.broker.confirm_timeout,
-            config.max_message_bytes,
-            identity.clone(),
-            unanswered.clone(),
-            links.clone(),
-        );
+        let target = Target {
+            url: config.broker.amqp_url.clone(),
+            topology: topology.clone(),
+            settings: config.broker.queue_settings(),
+            confirm_timeout: config.broker.confirm_timeout,
+            max_message_bytes: config.max_message_bytes,
+            identity: identity.clone(),
+        };
+        let (submitter, publish_task) = Submitter::spawn(target, unanswered.clone(), links.clone());
         let trusted = config.trusted_publishers();
         tracing::info!(
             ?trusted,

@@ -41,17 +41,31 @@ pub struct Submitter {
     unanswered: Arc<Unanswered>,
 }
 
+/// Where and how requests are published.
+pub struct Target {
+    pub url: String,
+    pub topology: Arc<Topology>,
+    pub settings: broker::QueueSettings,
+    pub confirm_timeout: std::time::Duration,
+    /// Largest message the broker takes.
+    pub max_message_bytes: usize,
+    pub identity: Arc<str>,
+}
+
 impl Submitter {
     pub fn spawn(
-        url: String,
-        topology: Arc<Topology>,
-        settings: broker::QueueSettings,
-        confirm_timeout: std::time::Duration,
-        max_message_bytes: usize,
-        identity: Arc<str>,
+        target: Target,
         unanswered: Arc<Unanswered>,
         shutdown: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
+        let Target {
+            url,
+            topology,
+            settings,
+            confirm_timeout,
+            max_message_bytes,
+            identity,
+        } = target;
         let topo = topology.clone();
         let (link, task) = Link::spawn(
             url,
