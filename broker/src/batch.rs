@@ -39,6 +39,9 @@ pub struct BatchLimits {
     /// How long a batch whose connection dropped may wait for the next
     /// connection to be published again (then it fails).
     pub retry_for: Duration,
+    /// Items waiting for a batch at most; a caller beyond waits for room
+    /// (memory is bounded by this, not by how fast callers come).
+    pub queued: usize,
 }
 
 impl BatchLimits {
@@ -48,6 +51,7 @@ impl BatchLimits {
         in_flight: 8,
         linger: Duration::from_millis(2),
         retry_for: Duration::from_secs(5),
+        queued: 4096,
     };
 }
 
@@ -67,7 +71,7 @@ struct Item {
 /// A handle to publish items (each already JSON-encoded); cheap to clone.
 #[derive(Clone)]
 pub struct BatchPublisher {
-    tx: mpsc::UnboundedSender<Item>,
+    tx: mpsc::Sender<Item>,
 }
 
 impl BatchPublisher {
@@ -79,7 +83,7 @@ impl BatchPublisher {
         kind: &'static str,
         limits: BatchLimits,
     ) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(limits.queued.max(1));
         tokio::spawn(run(link, queue, kind, limits, rx));
         BatchPublisher { tx }
     }
@@ -110,6 +114,7 @@ impl BatchPublisher {
                 traceparent,
                 reply,
             })
+            .await
             .map_err(|_| PublishError::Closed)?;
         confirmed.await.unwrap_or(Err(PublishError::Closed))
     }
@@ -120,7 +125,7 @@ async fn run(
     queue: String,
     kind: &'static str,
     limits: BatchLimits,
-    mut rx: mpsc::UnboundedReceiver<Item>,
+    mut rx: mpsc::Receiver<Item>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.in_flight.max(1)));
     // Signalled whenever a batch is settled.

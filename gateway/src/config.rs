@@ -66,6 +66,16 @@ pub struct Config {
     #[arg(long, env = "RATE_BURST")]
     pub rate_burst: Option<std::num::NonZeroU32>,
 
+    /// POSTs being submitted at once on this gateway at most; one more is
+    /// answered 503 `overloaded` + `Retry-After` before its body is read.
+    #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 4096)]
+    pub max_in_flight: usize,
+
+    /// Longest a client may take to send a request body; then the request
+    /// is answered 400 `invalid_body` and its connection closed.
+    #[arg(long, env = "BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_timeout: std::time::Duration,
+
     /// How long an accepted request may wait for its verdict, while the
     /// request queue holds nothing ready, before this gateway publishes it
     /// again (the broker may have lost the verdict in a failover).

@@ -134,6 +134,8 @@ impl Application {
             metrics: telemetry::metrics_handle(),
             guard,
             metrics_token,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1))),
+            body_timeout: config.body_timeout,
         });
         Ok(Application {
             listener,

@@ -475,3 +475,58 @@ async fn an_unread_body_closes_its_connection_and_says_so() {
         }
     }
 }
+
+/// A client that sends a head and then trickles (here: stops sending) its
+/// body holds one of `MAX_IN_FLIGHT` places: with one place, the next POST
+/// is refused at once with 503 `overloaded` + `Retry-After` rather than
+/// queued; after `BODY_TIMEOUT` the slow one is answered 400 `invalid_body`
+/// with `connection: close`, its place is free, and a POST is accepted.
+#[tokio::test]
+async fn a_slow_client_holds_one_place_for_body_timeout_at_most() {
+    let env = TestEnv::new();
+    let gw = env
+        .gateway(&[
+            ("MAX_IN_FLIGHT", "1".to_owned()),
+            ("BODY_TIMEOUT", "2s".to_owned()),
+        ])
+        .await;
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let head = format!(
+        "POST /api/signature HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: 100\r\n\r\n{{\"text\":"
+    );
+    slow.write_all(head.as_bytes()).unwrap();
+    let started = Instant::now();
+
+    let signer = Signer2048::new();
+    let body = body_for(&signer, "while a slow client holds the place", false);
+    let mut refused = None;
+    while refused.is_none() && started.elapsed() < Duration::from_millis(1500) {
+        let (status, headers, json) = gw.post_json(&body).await;
+        if status == 503 {
+            refused = Some((headers, json));
+        } else {
+            // The slow client's head may not have been read yet.
+            assert_eq!(status, 202, "{json}");
+        }
+    }
+    let (headers, json) = refused.expect("a POST refused while the slow one holds the place");
+    assert_eq!(json["error"]["code"], "overloaded", "{json}");
+    assert_eq!(headers.get("retry-after").map(String::as_str), Some("1"));
+
+    let (head, answer) = read_response(&mut slow).expect("the slow client is answered");
+    let waited = started.elapsed();
+    assert!(head.starts_with("http/1.1 400"), "{head}");
+    assert!(head.lines().any(|l| l == "connection: close"), "{head}");
+    let json: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(json["error"]["code"], "invalid_body", "{json}");
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(8),
+        "answered after {waited:?} (BODY_TIMEOUT 2 s)"
+    );
+    let (status, _, json) = gw.post_json(&body).await;
+    assert_eq!(status, 202, "the place is free again: {json}");
+}

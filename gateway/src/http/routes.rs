@@ -77,6 +77,10 @@ pub struct App {
     pub guard: Arc<Guard>,
     /// What `/metrics` requires, if anything.
     pub metrics_token: Option<Arc<Tokens>>,
+    /// POSTs being submitted at once (`MAX_IN_FLIGHT` permits).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Longest a client may take to send a body.
+    pub body_timeout: Duration,
 }
 
 impl App {
@@ -91,7 +95,13 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.body_limit;
     // Every /api/* call is admitted first: its token (401), its rate (429).
     let api = Router::new()
-        .route("/api/signature", post(submit))
+        .route(
+            "/api/signature",
+            post(submit).layer(axum::middleware::from_fn_with_state(
+                state.in_flight.clone(),
+                limit_in_flight,
+            )),
+        )
         .route("/api/signature/{id}", get(status))
         .route("/api/signature/{id}/events", get(timeline))
         .route("/api/workers", get(workers))
@@ -113,6 +123,9 @@ pub fn router(state: AppState) -> Router {
         .route(READY_PATH, get(ready))
         .route("/metrics", get(render_metrics))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            state.body_timeout,
+        ))
         .layer(axum::middleware::from_fn(super::metrics::count_requests))
         .with_state(state)
 }
@@ -128,6 +141,27 @@ const TRACEPARENT: &str = telemetry::trace::TRACEPARENT;
 
 /// Header a client may set so a retried POST returns the first id.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// Admits a POST while fewer than `MAX_IN_FLIGHT` are being submitted;
+/// otherwise answers 503 `overloaded` before the body is read. The permit
+/// is held until the answer is ready.
+async fn limit_in_flight(
+    State(in_flight): State<Arc<tokio::sync::Semaphore>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Ok(_permit) = in_flight.try_acquire() else {
+        metrics::counter!("gateway_refused_total", "reason" => "overloaded").increment(1);
+        return ApiError::Unavailable {
+            code: "overloaded",
+            message:
+                "this gateway is submitting as many requests as it may (MAX_IN_FLIGHT); retry later"
+                    .into(),
+        }
+        .into_response();
+    };
+    next.run(request).await
+}
 
 /// `POST /api/signature`, in the request's `receive` span: it continues
 /// the caller's `traceparent` (or starts a trace) and answers with its own.
