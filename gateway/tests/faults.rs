@@ -111,6 +111,9 @@ async fn broker_restart_503_then_recovery_and_nothing_lost() {
         .map(|i| body_for(&signer, &format!("before {i}"), i % 10 == 0))
         .collect();
     let mut accepted = submit_all(&gw, &before, 16).await;
+    for id in &accepted {
+        gw.result(id, Duration::from_secs(30)).await;
+    }
 
     broker.down();
     let readyz = format!("{}/readyz", gw.base);
@@ -136,6 +139,17 @@ async fn broker_restart_503_then_recovery_and_nothing_lost() {
     eprintln!(
         "recovered after the broker's return: gateway {gateway_back:?}, worker {worker_back:?}"
     );
+    // On reconnecting, the projection read the stream's tail again: the
+    // verdicts it had are applied once more, as duplicates.
+    wait_for(
+        "the stream's tail read again",
+        Duration::from_secs(10),
+        || async {
+            let (_, metrics) = gw.get_text("/metrics").await;
+            counter(&metrics, "gateway_duplicate_results_total") >= 100.0
+        },
+    )
+    .await;
 
     let after: Vec<Value> = (0..100)
         .map(|i| body_for(&signer, &format!("after {i}"), i % 10 == 0))
