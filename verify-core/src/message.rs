@@ -585,6 +585,19 @@ mod tests {
     }
 
     #[test]
+    fn an_event_names_its_trace_only_when_it_is_not_the_requests_own() {
+        let id = RequestId::new();
+        let own = format!("00-{}-00f067aa0ba902b7-01", id.as_uuid().simple());
+        let theirs = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let event = |tp: &str| Event::new(id, "w", EventKind::Checkpoint).traced(Some(tp.into()));
+        assert_eq!(event(&own).traceparent, None);
+        assert!(!String::from_utf8(event(&own).encode())
+            .unwrap()
+            .contains("traceparent"));
+        assert_eq!(event(theirs).traceparent.as_deref(), Some(theirs));
+    }
+
+    #[test]
     fn request_round_trips_and_rejects_other_versions() {
         let request = VerifyRequest {
             v: SCHEMA_VERSION,

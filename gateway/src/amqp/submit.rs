@@ -188,9 +188,4 @@ impl Submitter {
             }
         }
     }
-
-    /// The requests accepted here and not yet answered.
-    pub fn unanswered(&self) -> &Arc<Unanswered> {
-        &self.unanswered
-    }
 }
