@@ -1,6 +1,7 @@
 //! The broker settings both binaries take, flattened into each one's
 //! `Config` (so the variable names cannot differ between them).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -51,12 +52,39 @@ pub struct BrokerArgs {
     /// `reject-publish`: a full queue answers 503). 0: unbounded.
     #[arg(long, env = "MAX_QUEUE_LENGTH", default_value_t = 100_000)]
     pub max_queue_length: u32,
+
+    /// PEM file of the CA(s) that signed the broker's certificate, trusted
+    /// for `amqps://` URLs besides the system's roots (a private CA).
+    #[arg(long, env = "AMQP_CA_FILE")]
+    pub amqp_ca_file: Option<PathBuf>,
+
+    /// PEM certificate this process presents to the broker over `amqps://`
+    /// (for a broker that requires client certificates); needs
+    /// AMQP_CLIENT_KEY_FILE.
+    #[arg(long, env = "AMQP_CLIENT_CERT_FILE")]
+    pub amqp_client_cert_file: Option<PathBuf>,
+
+    /// PEM private key of AMQP_CLIENT_CERT_FILE.
+    #[arg(long, env = "AMQP_CLIENT_KEY_FILE")]
+    pub amqp_client_key_file: Option<PathBuf>,
 }
 
 impl BrokerArgs {
     /// The broker URLs (one, or a cluster's nodes).
     pub fn urls(&self) -> Vec<String> {
         crate::link::split_urls(&self.amqp_url)
+    }
+
+    /// The URLs with their TLS files, read and checked.
+    pub fn endpoint(&self) -> Result<crate::Endpoint, crate::TlsFileError> {
+        crate::Endpoint::with_tls(
+            &self.amqp_url,
+            &crate::TlsFiles {
+                ca: self.amqp_ca_file.clone(),
+                client_cert: self.amqp_client_cert_file.clone(),
+                client_key: self.amqp_client_key_file.clone(),
+            },
+        )
     }
 
     pub fn queue_settings(&self) -> crate::QueueSettings {

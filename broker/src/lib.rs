@@ -7,6 +7,7 @@
 //!   same arguments from every process.
 //! - [`publisher`]: confirmed publishing with a bound on every wait.
 //! - [`config`]: the broker settings both binaries take.
+//! - [`endpoint`]: the broker URLs with their TLS files (`amqps://`).
 //! - [`batch`]: batched confirmed publishing (requests, lifecycle events).
 //! - [`shutdown`]: SIGTERM/SIGINT as one cancellation token.
 //!
@@ -17,6 +18,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod endpoint;
 pub mod link;
 pub mod publisher;
 pub mod shutdown;
@@ -24,6 +26,7 @@ pub mod topology;
 
 pub use batch::{BatchLimits, BatchPublisher};
 pub use config::BrokerArgs;
+pub use endpoint::{Endpoint, TlsFileError, TlsFiles};
 pub use link::{url_user, Link, LinkState, Session, SessionError, SessionResult};
 pub use publisher::{PublishError, Publisher};
 pub use topology::{declare_topology, QueueSettings, QueueType, TopologyError};

@@ -70,12 +70,11 @@ pub struct Link<T> {
 pub type LinkState<T> = Option<Arc<T>>;
 
 impl<T: Send + Sync + 'static> Link<T> {
-    /// Starts supervising a connection to `url` (one URL, or a
-    /// comma-separated list of a cluster's nodes) named `name` (shown in the
-    /// management UI). `run` drives one session and returns when it is over.
+    /// Starts supervising a connection to `endpoint` (one URL, or a
+    /// cluster's nodes) named `name` (shown in the management UI). `run` drives one session and returns when it is over.
     /// The returned handle resolves when the link has stopped for good.
     pub fn spawn<F, Fut>(
-        url: String,
+        endpoint: crate::Endpoint,
         name: String,
         shutdown: CancellationToken,
         mut run: F,
@@ -90,7 +89,7 @@ impl<T: Send + Sync + 'static> Link<T> {
             state: rx,
             blocked: blocked.clone(),
         };
-        let urls = split_urls(&url);
+        let urls = endpoint.urls().to_vec();
         let task = tokio::spawn(async move {
             let mut backoff = BACKOFF_MIN;
             let mut attempt = 0;
@@ -104,7 +103,7 @@ impl<T: Send + Sync + 'static> Link<T> {
                 let properties =
                     ConnectionProperties::default().with_connection_name(name.clone().into());
                 let connected = tokio::select! {
-                    c = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, properties)) => c,
+                    c = tokio::time::timeout(CONNECT_TIMEOUT, connect(url, properties, &endpoint)) => c,
                     _ = shutdown.cancelled() => break,
                 };
                 match connected {
@@ -207,6 +206,16 @@ impl<T: Send + Sync + 'static> Link<T> {
             .await
             .is_ok_and(|r| r.is_ok())
     }
+}
+
+/// Connects to `url` (`amqps://` with the endpoint's TLS settings).
+async fn connect(
+    url: &str,
+    properties: ConnectionProperties,
+    endpoint: &crate::Endpoint,
+) -> lapin::Result<Connection> {
+    let runtime = lapin::runtime::default_runtime()?;
+    Connection::connect_with_config(url, properties, endpoint.tls().clone(), runtime).await
 }
 
 /// Resolves when the connection fails; tracks broker flow control meanwhile.

@@ -33,6 +33,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let topology = Arc::new(config.broker.topology());
         let identity: Arc<str> = verify_core::process_identity("gateway").into();
+        let endpoint = config.broker.endpoint()?;
         let store = Arc::new(Store::with_limit(
             config.broker.result_retention,
             config.max_results,
@@ -45,7 +46,7 @@ impl Application {
             config.unanswered_max_bytes,
         ));
         let target = Target {
-            url: config.broker.amqp_url.clone(),
+            endpoint: endpoint.clone(),
             topology: topology.clone(),
             settings: config.broker.queue_settings(),
             confirm_timeout: config.broker.confirm_timeout,
@@ -59,7 +60,7 @@ impl Application {
             "verdicts are accepted from these broker users only"
         );
         let source = Source {
-            url: config.broker.amqp_url.clone(),
+            endpoint,
             topology,
             settings: config.broker.queue_settings(),
             prefetch: config.events_prefetch,

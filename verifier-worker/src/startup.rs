@@ -53,12 +53,13 @@ impl Worker {
         let config = self.config;
         let identity: Arc<str> = verify_core::process_identity("worker").into();
         let topology = Arc::new(config.broker.topology());
+        let endpoint = config.broker.endpoint()?;
         let stop_consuming = CancellationToken::new();
         let stop_publishing = CancellationToken::new();
 
         let confirm_timeout = config.broker.confirm_timeout;
         let (results, results_task) = Link::spawn(
-            config.broker.amqp_url.clone(),
+            endpoint.clone(),
             format!("{identity} publish"),
             stop_publishing.clone(),
             move |session| broker::publisher::serve(session, confirm_timeout),
@@ -95,7 +96,7 @@ impl Worker {
             stats: stats.clone(),
         };
         let (consuming, consume_task) = consume::spawn(
-            config.broker.amqp_url.clone(),
+            endpoint.clone(),
             handler,
             config.broker.queue_settings(),
             config.prefetch,

@@ -83,7 +83,7 @@ impl Trust {
 
 /// Where the projection reads from and how.
 pub struct Source {
-    pub url: String,
+    pub endpoint: broker::Endpoint,
     pub topology: Arc<Topology>,
     pub settings: broker::QueueSettings,
     /// Stream deliveries in flight to this gateway.
@@ -103,7 +103,7 @@ impl Projection {
         shutdown: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let Source {
-            url,
+            endpoint,
             topology,
             settings,
             prefetch,
@@ -113,7 +113,7 @@ impl Projection {
         // -1: nothing read yet, replay by timestamp.
         let last_offset = Arc::new(AtomicI64::new(-1));
         let (link, task) = Link::spawn(
-            url,
+            endpoint,
             format!("{identity} events"),
             shutdown,
             move |session| {

@@ -43,7 +43,7 @@ pub struct Submitter {
 
 /// Where and how requests are published.
 pub struct Target {
-    pub url: String,
+    pub endpoint: broker::Endpoint,
     pub topology: Arc<Topology>,
     pub settings: broker::QueueSettings,
     pub confirm_timeout: std::time::Duration,
@@ -59,7 +59,7 @@ impl Submitter {
         shutdown: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let Target {
-            url,
+            endpoint,
             topology,
             settings,
             confirm_timeout,
@@ -68,7 +68,7 @@ impl Submitter {
         } = target;
         let topo = topology.clone();
         let (link, task) = Link::spawn(
-            url,
+            endpoint,
             format!("{identity} publish"),
             shutdown,
             move |session| {

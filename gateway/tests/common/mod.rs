@@ -581,23 +581,29 @@ impl PrivateBroker {
 
     /// A node with `extra_conf` appended to its rabbitmq.conf.
     pub fn start_with_conf(extra_conf: &str) -> Self {
+        Self::start_in(tempfile::tempdir().unwrap(), extra_conf)
+    }
+
+    /// A node whose data lives in `dir` (which may already hold files its
+    /// configuration names, certificates say: the node's user gets them).
+    pub fn start_in(dir: tempfile::TempDir, extra_conf: &str) -> Self {
         let broker = PrivateBroker {
             name: format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]),
             port: free_port(),
             dist_port: free_port(),
-            dir: tempfile::tempdir().unwrap(),
+            dir,
             extra_conf: extra_conf.to_owned(),
         };
         broker.up();
         broker
     }
 
-    /// Runs `rabbitmqctl` against this node.
-    pub fn ctl(&self, args: &[&str]) {
+    /// Runs `rabbitmqctl` against this node; its output.
+    pub fn ctl(&self, args: &[&str]) -> String {
         let node = format!("{}@localhost", self.name);
         let mut all = vec!["-n", node.as_str()];
         all.extend_from_slice(args);
-        run("rabbitmqctl", &all, &[]);
+        run("rabbitmqctl", &all, &[])
     }
 
     fn script(&self, args: &[&str]) {
@@ -880,5 +886,54 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         keep_if_failing(&mut self.dir, "cluster directory (node logs)");
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.script(&["down"])));
+    }
+}
+
+/// A certificate authority made for one test, and the certificates it
+/// signs (ECDSA P-256, PEM).
+pub struct TestCa {
+    pub cert_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+/// A certificate with its private key, PEM.
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> Self {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).unwrap();
+        TestCa {
+            cert_pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A certificate for `names` (DNS names or IP addresses) named `common_name`.
+    pub fn issue(&self, common_name: &str, names: &[&str]) -> Issued {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
     }
 }

@@ -22,7 +22,7 @@ use super::handler::Handler;
 /// Starts the supervised consumer. It stops (after finishing what it holds,
 /// within `drain_timeout`) when `stop` is cancelled.
 pub fn spawn(
-    url: String,
+    endpoint: broker::Endpoint,
     handler: Handler,
     settings: broker::QueueSettings,
     prefetch: u16,
@@ -30,7 +30,7 @@ pub fn spawn(
     stop: CancellationToken,
 ) -> (Link<()>, tokio::task::JoinHandle<()>) {
     let name = format!("{} consume", handler.identity);
-    Link::spawn(url, name, stop, move |session| {
+    Link::spawn(endpoint, name, stop, move |session| {
         let handler = handler.clone();
         let settings = settings.clone();
         async move {
