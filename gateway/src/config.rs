@@ -76,6 +76,21 @@ pub struct Config {
     #[arg(long, env = "BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub body_timeout: std::time::Duration,
 
+    /// Longest a client may take to send a request's header (and, over
+    /// HTTPS, its TLS handshake) once its connection waits for one; an idle
+    /// keep-alive connection is closed after it too.
+    #[arg(long, env = "HEADER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub header_timeout: std::time::Duration,
+
+    /// PEM certificate chain: with TLS_KEY_FILE, the gateway serves HTTPS
+    /// (rustls) instead of plain HTTP.
+    #[arg(long, env = "TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of TLS_CERT_FILE.
+    #[arg(long, env = "TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+
     /// How long an accepted request may wait for its verdict, while the
     /// request queue holds nothing ready, before this gateway publishes it
     /// again (the broker may have lost the verdict in a failover).

@@ -14,7 +14,8 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let telemetry = telemetry::init("gateway")?;
     let app = Application::build(config).await?;
-    tracing::info!(addr = %app.local_addr(), "gateway listening");
+    let scheme = if app.serves_https() { "https" } else { "http" };
+    tracing::info!(addr = %app.local_addr(), scheme, "gateway listening");
     let stopped = app.run_until_stopped(shutdown::on_signal()).await;
     // The last spans are exported before the process ends.
     telemetry.shutdown();

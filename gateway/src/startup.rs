@@ -13,6 +13,7 @@ use crate::amqp::submit::{Submitter, Target};
 use crate::amqp::unanswered::Unanswered;
 use crate::auth::{Guard, Tokens};
 use crate::config::Config;
+use crate::http::serve::{serve, tls_config, ServeOptions};
 use crate::http::{router, App, AppState};
 use crate::idempotency::KeyLocks;
 use crate::stats::LiveStats;
@@ -25,6 +26,7 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    serving: ServeOptions,
     links: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -119,6 +121,13 @@ impl Application {
                 links.clone(),
             ))
         };
+        let serving = ServeOptions {
+            header_timeout: config.header_timeout,
+            tls: tls_config(
+                config.tls_cert_file.as_deref(),
+                config.tls_key_file.as_deref(),
+            )?,
+        };
         let listener = TcpListener::bind(config.gateway_addr).await?;
         let state = AppState::new(App {
             store,
@@ -141,6 +150,7 @@ impl Application {
         Ok(Application {
             listener,
             state,
+            serving,
             links,
             tasks: vec![publish_task, events_task, sweep_task, guard_task],
         })
@@ -152,20 +162,28 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
+    /// Whether the gateway serves HTTPS.
+    pub fn serves_https(&self) -> bool {
+        self.serving.tls.is_some()
+    }
+
     /// Serves until `shutdown` fires: then stops accepting, answers the
     /// long-polls at once, drains in-flight requests and closes the links.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let http_shutdown = self.state.shutdown.clone();
-        let serve =
-            axum::serve(self.listener, router(self.state)).with_graceful_shutdown(async move {
-                shutdown.cancelled().await;
-                http_shutdown.cancel();
-            });
-        let drained = async {
-            serve.await?;
-            anyhow::Ok(())
-        };
-        drained.await?;
+        let long_polls = self.state.shutdown.clone();
+        let stopping = shutdown.clone();
+        tokio::spawn(async move {
+            stopping.cancelled().await;
+            long_polls.cancel();
+        });
+        serve(
+            self.listener,
+            router(self.state),
+            self.serving,
+            shutdown,
+            SHUTDOWN_DEADLINE,
+        )
+        .await;
         self.links.cancel();
         let _ = tokio::time::timeout(
             SHUTDOWN_DEADLINE,

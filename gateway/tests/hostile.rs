@@ -543,3 +543,58 @@ async fn a_slow_client_holds_one_place_for_body_timeout_at_most() {
     let (status, _, json) = gw.post_json(&body).await;
     assert_eq!(status, 202, "the place is free again: {json}");
 }
+
+/// A client that opens connections and sends no request, or half a
+/// request header, holds none of them past `HEADER_TIMEOUT`: the gateway
+/// closes each one (an idle keep-alive connection too), and answers the
+/// clients that send their requests meanwhile.
+#[tokio::test]
+async fn connections_without_a_whole_request_header_are_closed_after_header_timeout() {
+    let env = TestEnv::new();
+    let gw = env.gateway(&[("HEADER_TIMEOUT", "2s".to_owned())]).await;
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+    let opened = Instant::now();
+    let silent = TcpStream::connect(&addr).unwrap();
+    let mut half = TcpStream::connect(&addr).unwrap();
+    half.write_all(b"POST /api/signature HTTP/1.1\r\nhost: x\r\ncontent-ty")
+        .unwrap();
+    // A keep-alive connection that sent one request and then nothing.
+    let mut idle = TcpStream::connect(&addr).unwrap();
+    idle.write_all(format!("GET /healthz HTTP/1.1\r\nhost: {addr}\r\n\r\n").as_bytes())
+        .unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (head, _) = read_response(&mut idle).expect("an answer on the keep-alive connection");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+
+    // Meanwhile a client that sends its request is answered at once.
+    let (status, _) = gw.get_text("/healthz").await;
+    assert_eq!(status, 200);
+
+    for (name, mut stream) in [("silent", silent), ("half a header", half), ("idle", idle)] {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let mut rest = Vec::new();
+        // EOF (the gateway closed it), or a reset; a timeout means still open.
+        let closed = match stream.read_to_end(&mut rest) {
+            Ok(_) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        };
+        let after = opened.elapsed();
+        assert!(
+            closed,
+            "{name}: connection still open after {after:?} (HEADER_TIMEOUT 2 s)"
+        );
+        assert!(
+            after >= Duration::from_millis(1900),
+            "{name}: closed after {after:?}, before HEADER_TIMEOUT"
+        );
+        // Nothing but, perhaps, a 408 for the half-sent header.
+        let answer = String::from_utf8_lossy(&rest);
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+            "{name}: {answer}"
+        );
+    }
+}
