@@ -2,7 +2,8 @@
 //!
 //! Every caller waits for its own item's confirmation, but items that arrive
 //! while earlier batches await their confirms are sent together, as one
-//! message holding a JSON array. When nothing is in flight an item goes at
+//! message holding a JSON array (a batch of one is sent as that item
+//! alone, uncopied; readers take both, see `verify_core::split_batch`). When nothing is in flight an item goes at
 //! once (at low load a batch is one item and nothing waits). When batches
 //! are in flight, the next one gathers items until one of them is confirmed
 //! or `linger` passes, whichever is first: under load the batches grow by
@@ -169,15 +170,25 @@ async fn run(
         let queue = queue.clone();
         let settled = settled.clone();
         tokio::spawn(async move {
-            let mut body = Vec::with_capacity(bytes);
-            body.push(b'[');
-            for (i, item) in batch.iter().enumerate() {
-                if i > 0 {
-                    body.push(b',');
+            // One item goes as it is (a message may be a single value): a
+            // large request is not copied again here.
+            let joined;
+            let body: &[u8] = match batch.as_slice() {
+                [only] => &only.json,
+                _ => {
+                    let mut body = Vec::with_capacity(bytes);
+                    body.push(b'[');
+                    for (i, item) in batch.iter().enumerate() {
+                        if i > 0 {
+                            body.push(b',');
+                        }
+                        body.extend_from_slice(&item.json);
+                    }
+                    body.push(b']');
+                    joined = body;
+                    &joined
                 }
-                body.extend_from_slice(&item.json);
-            }
-            body.push(b']');
+            };
             let headers = match batch.as_slice() {
                 [Item {
                     traceparent: Some(traceparent),
@@ -187,7 +198,7 @@ async fn run(
             };
             let message = Message {
                 queue: &queue,
-                body: &body,
+                body,
                 kind,
                 headers,
             };

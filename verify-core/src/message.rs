@@ -149,8 +149,8 @@ pub struct UnreadableRequest {
 /// UTF-8, else `document` (base64): text documents, the common case, stay
 /// a third smaller, which keeps a typical request under the size RabbitMQ
 /// stores inline in its queue index (4 KiB) instead of its message store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "WireRequest", into = "WireRequest")]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "WireRequest")]
 pub struct VerifyRequest {
     pub v: u32,
     pub id: RequestId,
@@ -168,14 +168,15 @@ pub struct VerifyRequest {
     pub traceparent: Option<String>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// The wire form as read.
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WireRequest {
     v: u32,
     id: RequestId,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     document_text: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "base64_opt")]
+    #[serde(default, deserialize_with = "base64_opt::deserialize")]
     document: Option<Vec<u8>>,
     #[serde(with = "hex::serde")]
     signature: Vec<u8>,
@@ -186,23 +187,47 @@ struct WireRequest {
     traceparent: Option<String>,
 }
 
-impl From<VerifyRequest> for WireRequest {
-    fn from(r: VerifyRequest) -> Self {
-        let (document_text, document) = match String::from_utf8(r.document) {
+/// The wire form as written, borrowing the request: the document is
+/// copied once, by serde_json into the message.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireRequestRef<'a> {
+    v: u32,
+    id: RequestId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    document_text: Option<&'a str>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "base64_opt::serialize"
+    )]
+    document: Option<&'a [u8]>,
+    #[serde(serialize_with = "hex::serde::serialize")]
+    signature: &'a [u8],
+    algorithm: Algorithm,
+    key_id: Option<&'a KeyId>,
+    submitted_at_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceparent: Option<&'a str>,
+}
+
+impl Serialize for VerifyRequest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (document_text, document) = match std::str::from_utf8(&self.document) {
             Ok(text) => (Some(text), None),
-            Err(e) => (None, Some(e.into_bytes())),
+            Err(_) => (None, Some(self.document.as_slice())),
         };
-        WireRequest {
-            v: r.v,
-            id: r.id,
+        WireRequestRef {
+            v: self.v,
+            id: self.id,
             document_text,
             document,
-            signature: r.signature,
-            algorithm: r.algorithm,
-            key_id: r.key_id,
-            submitted_at_ms: r.submitted_at_ms,
-            traceparent: r.traceparent,
+            signature: &self.signature,
+            algorithm: self.algorithm,
+            key_id: self.key_id.as_ref(),
+            submitted_at_ms: self.submitted_at_ms,
+            traceparent: self.traceparent.as_deref(),
         }
+        .serialize(serializer)
     }
 }
 
@@ -229,8 +254,14 @@ impl TryFrom<WireRequest> for VerifyRequest {
 }
 
 impl VerifyRequest {
+    /// The request as one message item. The buffer is sized for it up
+    /// front (a large document is written once, not regrown and copied).
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a VerifyRequest always serializes")
+        let document = self.document.len();
+        let estimate = 512 + 2 * self.signature.len() + document + document / 8;
+        let mut out = Vec::with_capacity(estimate);
+        serde_json::to_writer(&mut out, self).expect("a VerifyRequest always serializes");
+        out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
@@ -548,7 +579,7 @@ mod base64_opt {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(
-        bytes: &Option<Vec<u8>>,
+        bytes: &Option<&[u8]>,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
         match bytes {

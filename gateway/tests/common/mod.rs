@@ -300,7 +300,13 @@ impl TestEnv {
                 .headers()
                 .as_ref()
                 .and_then(|h| h.inner().get("x-stream-offset").cloned());
-            if let Ok(Value::Array(events)) = serde_json::from_slice::<Value>(&delivery.data) {
+            // A message is an array of events, or one event alone.
+            let events = match serde_json::from_slice::<Value>(&delivery.data) {
+                Ok(Value::Array(events)) => events,
+                Ok(event) => vec![event],
+                Err(_) => Vec::new(),
+            };
+            {
                 for event in events {
                     if let Some(seen) = event["id"].as_str().and_then(|id| found.get_mut(id)) {
                         let kind = match &event["kind"] {
@@ -996,4 +1002,27 @@ pub async fn https_request(
         .ok_or_else(|| format!("no status in {head}"))?;
     let json = serde_json::from_str(body).unwrap_or(Value::String(body.to_owned()));
     Ok((status, json))
+}
+
+/// An error body names its code and says a few stable words: nothing of
+/// the broker's or the OS's own error text, no address, no path.
+pub fn assert_no_internals(json: &Value) {
+    let text = json.to_string();
+    for inside in [
+        "IO error",
+        "os error",
+        "protocol error",
+        "AMQP",
+        "amqp",
+        "lapin",
+        "refused",
+        "127.0.0.1",
+        "/tmp/",
+        "/run/",
+    ] {
+        assert!(
+            !text.contains(inside),
+            "the answer shows internal text {inside:?}: {text}"
+        );
+    }
 }
