@@ -68,3 +68,12 @@ ensure_cargo_deny() {
   log "installing cargo-deny (cargo install --locked)"
   nice -n 19 cargo install --locked cargo-deny
 }
+
+# Exports API_TOKEN (loadgen's token) from run/secrets/api-token, the demo
+# token of scripts/up.sh, unless API_TOKEN is already set.
+use_demo_token() {
+  if [ -z "${API_TOKEN:-}" ] && [ -s "$RUN_DIR/secrets/api-token" ]; then
+    API_TOKEN=$(cat "$RUN_DIR/secrets/api-token")
+    export API_TOKEN
+  fi
+}

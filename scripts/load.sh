@@ -11,4 +11,5 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 cargo build --release -p loadgen --quiet
+use_demo_token
 exec target/release/loadgen run "$@"

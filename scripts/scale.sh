@@ -25,6 +25,7 @@ echo "workers,concurrency,throughput,p99_ms,errors" > "$csv"
 trap '"$ROOT/scripts/down.sh" --quiet' EXIT
 for ((w = 1; w <= max_workers; w++)); do
   "$ROOT/scripts/up.sh" --workers "$w" --detach >/dev/null 2>&1
+  use_demo_token
   for c in $concurrency; do
     json=$(target/release/loadgen run --json -c "$c" -d "$duration" || true)
     row=$(python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.0f,%.2f,%d" % (r["throughput_per_s"], r["end_to_end_ms"]["p99"], r["errors"]))' <<<"$json")

@@ -2,7 +2,7 @@
 # Runs the whole service locally with plain processes, the same topology as
 # compose.yaml: a RabbitMQ broker, M gateways and N verifier-workers.
 #
-#   scripts/up.sh [--workers N] [--gateways M] [--port P] [--cluster] [--detach]
+#   scripts/up.sh [--workers N] [--gateways M] [--port P] [--cluster] [--open] [--detach]
 #
 # --cluster: on a three-node RabbitMQ cluster of private nodes
 # (scripts/cluster.sh up; ports 5701-5703), every process given all three
@@ -15,12 +15,15 @@
 # gateways log in as sig-gateway, workers as sig-worker, and gateways believe
 # verdicts from sig-worker only. With AMQP_URL set, every process uses that
 # URL (one user, trusted for verdicts).
+# Gateways require an API token (scripts/api-tokens.sh: the demo token is in
+# run/secrets/api-token; curl -H "Authorization: Bearer $(cat run/secrets/api-token)");
+# --open runs them without tokens.
 # In the foreground Ctrl-C stops everything; with --detach it returns and
 # scripts/down.sh stops it. Logs: run/logs/.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-workers=2 gateways=1 port=8080 detach=0 cluster=0
+workers=2 gateways=1 port=8080 detach=0 cluster=0 open=0
 while [ $# -gt 0 ]; do
   case $1 in
     --workers) workers=$2; shift 2 ;;
@@ -28,7 +31,8 @@ while [ $# -gt 0 ]; do
     --port) port=$2; shift 2 ;;
     --detach) detach=1; shift ;;
     --cluster) cluster=1; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --open) open=1; shift ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -63,6 +67,10 @@ if [ -z "${AMQP_URL:-}" ] && command -v rabbitmqctl >/dev/null 2>&1; then
 else
   gateway_url=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f} worker_url=$gateway_url
 fi
+if [ "$open" = 0 ]; then
+  token_file=$("$ROOT/scripts/api-tokens.sh")
+  export API_TOKENS_FILE=${API_TOKENS_FILE:-$RUN_DIR/secrets/api-tokens}
+fi
 export VERIFIER_KEYS_DIR=${VERIFIER_KEYS_DIR:-$RUN_DIR/keys}
 export DOCS_DIR=${DOCS_DIR:-$RUN_DIR/docs}
 for ((i = 0; i < workers; i++)); do
@@ -85,6 +93,9 @@ for ((i = 0; i < gateways; i++)); do
     { log "gateway $i is not ready; see run/logs/gateway-$i.log"; exit 1; }
 done
 log "ready: $gateways gateway(s), $workers worker(s)"
+if [ "$open" = 0 ]; then
+  log "API token: ${token_file#"$ROOT/"} (scripts/load.sh sends it; --open runs without)"
+fi
 for ((i = 0; i < gateways; i++)); do echo "http://127.0.0.1:$((port + i))"; done
 
 if [ "$detach" = 1 ]; then

@@ -243,3 +243,46 @@ async fn a_bad_token_file_stops_the_start_naming_the_line() {
     let log = env.log(&format!("gateway-{}", gw.base.rsplit(':').next().unwrap()));
     assert!(log.contains("token file line 2"), "{log}");
 }
+
+/// The demo token of scripts/api-tokens.sh (what scripts/up.sh and
+/// compose.yaml run with): the gateway reading its `api-tokens` file takes
+/// the token in `api-token` and refuses a call without it; the file holds
+/// the token's digest only; a second run keeps the token.
+#[tokio::test]
+async fn the_demo_token_file_of_the_scripts_works_and_holds_no_secret() {
+    let env = TestEnv::new();
+    let secrets = env.dir.path().join("secrets");
+    let vars = [("SECRETS_DIR", secrets.to_str().unwrap())];
+    let printed = run_script("api-tokens.sh", &[], &vars);
+    assert_eq!(printed, secrets.join("api-token").display().to_string());
+    let token = std::fs::read_to_string(secrets.join("api-token")).unwrap();
+    let token = token.trim();
+    let tokens = std::fs::read_to_string(secrets.join("api-tokens")).unwrap();
+    assert!(
+        !tokens.contains(token),
+        "the gateways' file holds the token in clear"
+    );
+    run_script("api-tokens.sh", &[], &vars);
+    assert_eq!(
+        std::fs::read_to_string(secrets.join("api-token"))
+            .unwrap()
+            .trim(),
+        token,
+        "a second run changed the demo token"
+    );
+
+    let _worker = env.worker("worker", &[]);
+    let gw = env
+        .gateway(&[(
+            "API_TOKENS_FILE",
+            secrets.join("api-tokens").display().to_string(),
+        )])
+        .await;
+    let signer = Signer2048::new();
+    let body = body_for(&signer, "with the demo token", false);
+    let (status, _, json) = call(&gw, "POST", "/api/signature", None, Some(&body), &[]).await;
+    assert_eq!(status, 401, "{json}");
+    let (status, _, json) =
+        call(&gw, "POST", "/api/signature", Some(token), Some(&body), &[]).await;
+    assert_eq!(status, 202, "{json}");
+}

@@ -175,10 +175,18 @@ fn ports_and_health_paths_match_the_binaries() {
     );
     // Scalable: no fixed container name, no host port.
     assert!(worker["container_name"].is_null() && worker["ports"].is_null());
-    // Keys and documents are mounted read-only.
+    // Keys, documents and the API token file are mounted read-only, the
+    // token file from where scripts/api-tokens.sh writes it.
+    let tokens = env_value(gateway, "API_TOKENS_FILE");
+    assert!(
+        strings(&gateway["volumes"])
+            .contains(&format!("./run/secrets/api-tokens:{tokens}:ro").as_str()),
+        "API_TOKENS_FILE {tokens} is not ./run/secrets/api-tokens mounted read-only"
+    );
     for (service, dir) in [
         (worker, env_value(worker, "VERIFIER_KEYS_DIR")),
         (gateway, env_value(gateway, "DOCS_DIR")),
+        (gateway, tokens),
     ] {
         let volumes = strings(&service["volumes"]);
         assert!(

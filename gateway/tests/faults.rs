@@ -125,6 +125,7 @@ async fn broker_restart_503_then_recovery_and_nothing_lost() {
     assert_eq!(status, 503, "{json}");
     assert_eq!(headers["retry-after"], "1");
     assert_eq!(json["error"]["code"], "broker_unavailable");
+    assert_no_internals(&json);
     assert_eq!(gw.get("/healthz").await.0, 200, "the process must stay up");
 
     broker.up();

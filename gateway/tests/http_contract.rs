@@ -346,6 +346,7 @@ async fn health_readiness_and_broker_down_503() {
     let (status, headers, json) = gw.post_json(&body_for(&signer, "nobody home", false)).await;
     assert_eq!(status, 503, "{json}");
     assert_eq!(json["error"]["code"], "broker_unavailable");
+    assert_no_internals(&json);
     assert_eq!(headers["retry-after"], "1");
     let (_, metrics) = gw.get_text("/metrics").await;
     assert!(metrics.contains("gateway_refused_total"), "{metrics}");

@@ -23,6 +23,10 @@ pub struct Args {
     /// Gateway base URLs; clients are spread over them round-robin.
     #[arg(long, default_value = "http://127.0.0.1:8080", value_delimiter = ',')]
     pub url: Vec<String>,
+    /// API token sent as `Authorization: Bearer` (a gateway with
+    /// API_TOKENS_FILE). scripts/load.sh passes run/secrets/api-token.
+    #[arg(long, env = "API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Closed loop: number of virtual clients.
     #[arg(long, short, default_value_t = 64)]
     pub concurrency: usize,
@@ -78,6 +82,18 @@ struct Shared {
     progress: indicatif::ProgressBar,
 }
 
+/// The `Authorization` header every request carries, if a token is given.
+fn auth_headers(token: Option<&str>) -> anyhow::Result<reqwest::header::HeaderMap> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+            .map_err(|_| anyhow::anyhow!("the API token is not a valid header value"))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(headers)
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let pool = pool::build(
         &args.key,
@@ -107,6 +123,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         pool,
         http: reqwest::Client::builder()
+            .default_headers(auth_headers(args.token.as_deref())?)
             .pool_max_idle_per_host(args.concurrency.max(64) * 2)
             .timeout(Duration::from_secs(60))
             .build()?,
