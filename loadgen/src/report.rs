@@ -1,12 +1,11 @@
-//! Latency histograms and the final report.
+//! Latency histograms and the final report. This module knows nothing of
+//! how a run is driven: the run describes itself with a [`Setup`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
-
-use crate::run::Args;
 
 pub enum Outcome {
     Ok { accept: Duration, total: Duration },
@@ -42,19 +41,19 @@ impl Stats {
         }
     }
 
-    pub fn report(&self, elapsed: Duration, args: &Args) -> Report {
+    pub fn report(&self, elapsed: Duration, setup: Setup) -> Report {
         let ok = self.total.len();
         let errors: u64 = self.errors.values().sum();
         Report {
-            mode: if args.rate.is_some() {
+            mode: if setup.rate.is_some() {
                 "open".into()
             } else {
                 "closed".into()
             },
-            concurrency: args.concurrency,
-            rate: args.rate,
-            poll: format!("{:?}", args.poll).to_lowercase(),
-            doc_size: args.doc_size,
+            concurrency: setup.concurrency,
+            rate: setup.rate,
+            poll: setup.poll,
+            doc_size: setup.doc_size,
             elapsed_s: elapsed.as_secs_f64(),
             verified: ok,
             errors,
@@ -64,6 +63,16 @@ impl Stats {
             error_kinds: self.errors.clone(),
         }
     }
+}
+
+/// What a run was, as its report states it.
+pub struct Setup {
+    pub concurrency: usize,
+    /// Open loop: requests started a second; None: closed loop.
+    pub rate: Option<f64>,
+    /// How results were fetched (`long`, `plain`).
+    pub poll: String,
+    pub doc_size: usize,
 }
 
 #[derive(Serialize)]

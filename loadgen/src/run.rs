@@ -8,7 +8,7 @@ use clap::ValueEnum;
 use tokio::sync::Mutex;
 
 use crate::pool::{self, Case};
-use crate::report::{Outcome, Stats};
+use crate::report::{Outcome, Setup, Stats};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Poll {
@@ -142,7 +142,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     progress.finish_and_clear();
     let stats = shared.stats.lock().await;
-    let report = stats.report(elapsed, &args);
+    let report = stats.report(
+        elapsed,
+        Setup {
+            concurrency: args.concurrency,
+            rate: args.rate,
+            poll: format!("{:?}", args.poll).to_lowercase(),
+            doc_size: args.doc_size,
+        },
+    );
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
