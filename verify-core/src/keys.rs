@@ -123,6 +123,12 @@ impl PublicKey {
         &self.rsa
     }
 
+    /// The key as the AWS-LC backend uses it.
+    #[cfg(feature = "aws-lc")]
+    pub fn fast(&self) -> &crate::backend::aws_lc::FastKey {
+        &self.fast
+    }
+
     /// Modulus size in bits.
     pub fn bits(&self) -> usize {
         self.rsa.n().bits()
@@ -331,13 +337,4 @@ pub fn load_file(path: &Path, min_rsa_bits: usize) -> Result<PublicKey, KeyLoadE
         });
     }
     Ok(key)
-}
-
-/// SPKI DER of a key: the encoding AWS-LC parses.
-#[cfg(feature = "aws-lc")]
-pub(crate) fn spki_der(key: &RsaPublicKey) -> Vec<u8> {
-    use rsa::pkcs8::EncodePublicKey;
-    key.to_public_key_der()
-        .map(|d| d.into_vec())
-        .unwrap_or_default()
 }

@@ -1,8 +1,13 @@
 //! The AWS-LC backend: keys parsed once per algorithm at load time.
+//!
+//! It works on its own form of a key ([`FastKey`], made from the `rsa`
+//! crate's); the key registry holds one beside each key, and this module
+//! knows nothing of the registry.
 
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaParameters};
+use rsa::pkcs8::EncodePublicKey;
 
-use crate::{Algorithm, PublicKey};
+use crate::Algorithm;
 
 /// The algorithms AWS-LC verifies here, in the order of [`FastKey::parsed`].
 /// Legacy digests are left to the `rsa` backend on purpose: AWS-LC has no MD5.
@@ -49,7 +54,10 @@ impl FastKey {
                 parsed: Default::default(),
             };
         }
-        let der = crate::keys::spki_der(rsa);
+        let der = rsa
+            .to_public_key_der()
+            .map(|d| d.into_vec())
+            .unwrap_or_default();
         FastKey {
             parsed: FAST.map(|(_, params)| ParsedPublicKey::new(params, &der).ok()),
         }
@@ -58,12 +66,12 @@ impl FastKey {
 
 /// `Some(verdict)` when AWS-LC supports this key and algorithm, else `None`.
 pub fn verify(
-    key: &PublicKey,
+    key: &FastKey,
     algorithm: Algorithm,
     message: &[u8],
     signature: &[u8],
 ) -> Option<bool> {
     let slot = FAST.iter().position(|(a, _)| *a == algorithm)?;
-    let parsed = key.fast.parsed[slot].as_ref()?;
+    let parsed = key.parsed[slot].as_ref()?;
     Some(parsed.verify_sig(message, signature).is_ok())
 }

@@ -79,7 +79,7 @@ impl Backend {
     ) -> (bool, Used) {
         #[cfg(feature = "aws-lc")]
         if self == Backend::Fast {
-            if let Some(valid) = aws_lc::verify(key, algorithm, message, signature) {
+            if let Some(valid) = aws_lc::verify(key.fast(), algorithm, message, signature) {
                 return (valid, Used::AwsLc);
             }
         }
