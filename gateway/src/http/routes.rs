@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -169,7 +168,7 @@ async fn submit(
     State(state): State<AppState>,
     tenant: Tenant,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let span = tracing::info_span!(
         "receive",
@@ -186,11 +185,24 @@ async fn submit(
     // answer, whatever the answer (a 413, or a 415 checked first). Saying so
     // keeps keep-alive clients from sending their next request into it
     // (found by tests/hostile.rs).
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let body = if submit::is_json(content_type) {
+        submit::read_body(body, &headers, state.body_limit)
+            .instrument(span.clone())
+            .await
+    } else {
+        Err(ApiError::UnsupportedMediaType)
+    };
     let body_unread = body.is_err();
-    let mut response = accept(state, tenant, id, headers, body, &span, traceparent.clone())
-        .instrument(span.clone())
-        .await
-        .into_response();
+    let mut response = match body {
+        Ok(body) => accept(state, tenant, id, headers, body, &span, traceparent.clone())
+            .instrument(span.clone())
+            .await
+            .into_response(),
+        Err(refused) => refused.into_response(),
+    };
     if let Ok(value) = HeaderValue::from_str(&traceparent) {
         response.headers_mut().insert(TRACEPARENT, value);
     }
@@ -208,25 +220,10 @@ async fn accept(
     tenant: Tenant,
     id: RequestId,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Bytes,
     span: &tracing::Span,
     traceparent: String,
 ) -> Result<Response, ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    if !submit::is_json(content_type) {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
-            limit: state.body_limit,
-        },
-        _ => {
-            tracing::debug!(error = %rejection.body_text(), "request body not read");
-            ApiError::bad_request("invalid_body", "the request body could not be read")
-        }
-    })?;
     let idempotency_key = headers
         .get(IDEMPOTENCY_KEY)
         .map(|v| {
@@ -249,6 +246,10 @@ async fn accept(
     span.record("request_id", tracing::field::display(request.id));
     request.traceparent = Some(traceparent);
     let encoded = Bytes::from(request.encode());
+    let fingerprint = request.fingerprint();
+    // From here the document travels in `encoded` only: its parsed copy
+    // is freed before the message is handed to the broker client.
+    request.document = Vec::new();
     // A message carries its requests in a JSON array: two more bytes.
     if encoded.len() + 2 > state.max_message_bytes {
         return Err(ApiError::MessageTooLarge {
@@ -256,7 +257,6 @@ async fn accept(
             limit: state.max_message_bytes,
         });
     }
-    let fingerprint = request.fingerprint();
     let owner = state.owner(&tenant).map(str::to_owned);
     // A key is the tenant's own: the same key from two tokens is two keys.
     let idempotency_key = match (&owner, idempotency_key) {

@@ -31,6 +31,41 @@ pub fn is_json(content_type: Option<&str>) -> bool {
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
+/// Reads a request body whole, refusing it (413) past `limit`. The buffer
+/// is sized from `Content-Length` and each chunk is copied in and freed as
+/// it arrives, so a body costs its own size once (collecting the chunks
+/// first and then joining them held about twice that, and more in the
+/// chunks' spare capacity). A body that breaks off or stalls past
+/// BODY_TIMEOUT is a 400 `invalid_body`.
+pub async fn read_body(
+    body: axum::body::Body,
+    headers: &axum::http::HeaderMap,
+    limit: usize,
+) -> Result<bytes::Bytes, ApiError> {
+    use futures_util::StreamExt as _;
+    let too_large = || ApiError::PayloadTooLarge { limit };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut buffer = bytes::BytesMut::with_capacity(declared.unwrap_or(0));
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| {
+            tracing::debug!(error = %e, "request body not read");
+            ApiError::bad_request("invalid_body", "the request body could not be read")
+        })?;
+        if buffer.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        buffer.extend_from_slice(&chunk);
+    }
+    Ok(buffer.freeze())
+}
+
 /// Turns a body into a request ready to publish.
 pub async fn parse(
     body: &[u8],
