@@ -76,6 +76,12 @@ pub struct Config {
     #[arg(long, env = "BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub body_timeout: std::time::Duration,
 
+    /// Longest any call may take (long-polls included, up to 30 s); then it
+    /// is answered 503 `timeout`. A backstop: every handler bounds its own
+    /// waits under the default.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub request_timeout: std::time::Duration,
+
     /// Longest a client may take to send a request's header (and, over
     /// HTTPS, its TLS handshake) once its connection waits for one; an idle
     /// keep-alive connection is closed after it too.

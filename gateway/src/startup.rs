@@ -146,6 +146,7 @@ impl Application {
             metrics_token,
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1))),
             body_timeout: config.body_timeout,
+            request_timeout: config.request_timeout,
         });
         Ok(Application {
             listener,

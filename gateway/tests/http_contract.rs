@@ -386,3 +386,29 @@ async fn worker_serves_health_and_metrics_when_asked() {
         "{metrics}"
     );
 }
+
+/// REQUEST_TIMEOUT is a backstop on every call: a long-poll longer than it
+/// (no worker here, so the id stays pending) is answered 503 `timeout`
+/// with `Retry-After` once it has passed, and the gateway goes on serving.
+#[tokio::test]
+async fn a_call_longer_than_request_timeout_is_answered_503_timeout() {
+    let env = TestEnv::new();
+    let gw = env.gateway(&[("REQUEST_TIMEOUT", "1s".to_owned())]).await;
+    let signer = Signer2048::new();
+    let id = gw
+        .submit(&body_for(&signer, "nobody verifies this", false))
+        .await;
+    let asked = Instant::now();
+    let (status, headers, json) = gw.get(&format!("/api/signature/{id}?wait=10")).await;
+    let took = asked.elapsed();
+    assert_eq!(status, 503, "{json}");
+    assert_eq!(json["error"]["code"], "timeout", "{json}");
+    assert_eq!(headers["retry-after"], "1");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(8),
+        "answered after {took:?} (REQUEST_TIMEOUT 1 s, wait 10 s)"
+    );
+    let (status, _, json) = gw.get(&format!("/api/signature/{id}")).await;
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["status"], "pending", "{json}");
+}

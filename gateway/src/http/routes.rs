@@ -80,6 +80,8 @@ pub struct App {
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Longest a client may take to send a body.
     pub body_timeout: Duration,
+    /// Longest any call may take before it is answered 503 `timeout`.
+    pub request_timeout: Duration,
 }
 
 impl App {
@@ -125,6 +127,10 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             state.body_timeout,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.request_timeout,
+            time_limit,
+        ))
         .layer(axum::middleware::from_fn(super::metrics::count_requests))
         .with_state(state)
 }
@@ -160,6 +166,30 @@ async fn limit_in_flight(
         .into_response();
     };
     next.run(request).await
+}
+
+/// A backstop: a call not answered within REQUEST_TIMEOUT is answered 503
+/// `timeout` (every handler bounds its own waits well under the default,
+/// long-polls at 30 s). A submission already under way still runs to its
+/// end, so a POST answered this way may have been accepted: a retry with
+/// the same `Idempotency-Key` finds out.
+async fn time_limit(
+    State(limit): State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            metrics::counter!("gateway_timed_out_total").increment(1);
+            tracing::warn!(?limit, "call answered 503 timeout (REQUEST_TIMEOUT)");
+            ApiError::Unavailable {
+                code: "timeout",
+                message: "the call took longer than this gateway allows (REQUEST_TIMEOUT); a POST may still have been accepted: retry it with the same Idempotency-Key".into(),
+            }
+            .into_response()
+        }
+    }
 }
 
 /// `POST /api/signature`, in the request's `receive` span: it continues
