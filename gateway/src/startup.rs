@@ -98,7 +98,10 @@ impl Application {
         });
         let guard = Guard::new(tokens, rate);
         let metrics_token = match config.metrics_token.as_deref() {
-            Some(token) => Some(Arc::new(Tokens::parse(&format!("metrics:{token}"))?)),
+            Some(token) => Some(Arc::new(
+                Tokens::parse(&format!("metrics:{token}"))
+                    .map_err(|e| anyhow::anyhow!("METRICS_TOKEN cannot be used: {e}"))?,
+            )),
             None => None,
         };
         let guard = Arc::new(guard);
