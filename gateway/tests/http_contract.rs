@@ -412,3 +412,30 @@ async fn a_call_longer_than_request_timeout_is_answered_503_timeout() {
     assert_eq!(status, 200, "{json}");
     assert_eq!(json["status"], "pending", "{json}");
 }
+
+/// Documents on both sides of the worker's inline limit (16 KiB: smaller
+/// ones are verified on the runtime's thread, larger ones on the blocking
+/// pool) get the same verdicts: valid as signed, invalid when tampered.
+#[tokio::test]
+async fn small_and_large_documents_get_their_verdicts() {
+    let env = TestEnv::new();
+    let _worker = env.worker("worker", &[]);
+    let gw = env.gateway(&[]).await;
+    let signer = Signer2048::new();
+    let mut ids = Vec::new();
+    for size in [100, 16 * 1024, 16 * 1024 + 1, 300_000] {
+        let document: String = (0..size).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+        for tampered in [false, true] {
+            let id = gw.submit(&body_for(&signer, &document, tampered)).await;
+            ids.push((size, tampered, id));
+        }
+    }
+    for (size, tampered, id) in ids {
+        let result = gw.result(&id, Duration::from_secs(30)).await;
+        assert_eq!(result["status"], "completed", "{size} bytes: {result}");
+        assert_eq!(
+            result["valid"], !tampered,
+            "{size} bytes, tampered {tampered}: {result}"
+        );
+    }
+}
