@@ -31,9 +31,13 @@ gateway_user="$prefix-gateway" worker_user="$prefix-worker" admin_user="$prefix-
 q=$(printf '%s' "$queue" | sed 's/[][\.^$*+?(){}|/]/\\&/g')
 # configure: declaring the three queues; write: publishing, which RabbitMQ
 # checks on the exchange (the default one, amq.default), not on the queue;
-# read: consuming.
+# read: consuming. Workers also declare the fanout exchange <queue>.workers
+# (their heartbeats, with the keys each serves), publish to it, and bind and
+# consume an exclusive queue <queue>.workers.<uuid> each (binding asks
+# write on the queue and read on the exchange).
+peers="\\.workers(\\.[0-9a-f-]+)?"
 gateway_perms=("^$q(\\.dead|\\.events)?\$" '^amq\.default$' "^$q\\.events\$")
-worker_perms=("^$q(\\.dead|\\.events)?\$" '^amq\.default$' "^$q\$")
+worker_perms=("^$q(\\.dead|\\.events|$peers)?\$" "^(amq\\.default|$q$peers)\$" "^$q($peers)?\$")
 
 new_password() { openssl rand -hex 24; }
 

@@ -112,6 +112,35 @@ impl Publisher {
         headers: Option<FieldTable>,
         on_sent: &mut (dyn FnMut() + Send),
     ) -> Result<(), PublishError> {
+        // A missing queue must be an error, not a silent drop: mandatory.
+        self.send("", queue, true, payload, kind, headers, on_sent)
+            .await
+    }
+
+    /// Publishes a message to every queue bound to the fanout `exchange`
+    /// (none bound is not an error: nobody is listening), confirmed. The
+    /// exchange must exist: publishing to a missing one closes the channel.
+    pub async fn broadcast(
+        &self,
+        exchange: &str,
+        payload: &[u8],
+        kind: &str,
+    ) -> Result<(), PublishError> {
+        self.send(exchange, "", false, payload, kind, None, &mut || {})
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        mandatory: bool,
+        payload: &[u8],
+        kind: &str,
+        headers: Option<FieldTable>,
+        on_sent: &mut (dyn FnMut() + Send),
+    ) -> Result<(), PublishError> {
         let mut properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type(ShortString::from("application/json"))
@@ -124,11 +153,10 @@ impl Publisher {
             let pending = self
                 .channel
                 .basic_publish(
-                    ShortString::from(""),
-                    ShortString::from(queue),
+                    ShortString::from(exchange),
+                    ShortString::from(routing_key),
                     BasicPublishOptions {
-                        // A missing queue must be an error, not a silent drop.
-                        mandatory: true,
+                        mandatory,
                         ..BasicPublishOptions::default()
                     },
                     payload,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use serde::Serialize;
-use verify_core::{now_ms, WorkerBeat, WorkerState};
+use verify_core::{now_ms, KeyFamily, KeyId, WorkerBeat, WorkerState};
 
 use crate::store::rfc3339;
 
@@ -43,6 +43,21 @@ pub struct WorkerView {
     pub failed: u64,
     pub in_flight: u64,
     pub verify_threads: u32,
+}
+
+/// A key as `GET /api/keys` shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyView {
+    pub key_id: KeyId,
+    /// `RSA`, `EC` or `Ed25519`.
+    pub family: KeyFamily,
+    /// `2048-bit`, `P-256`, `Ed25519`.
+    pub detail: String,
+    /// SHA-256 of the key's SubjectPublicKeyInfo DER, lowercase hex.
+    pub fingerprint: String,
+    /// The online workers serving it.
+    pub workers: Vec<String>,
 }
 
 impl Workers {
@@ -98,6 +113,37 @@ impl Workers {
         all
     }
 
+    /// The keys online workers serve (`GET /api/keys`): one entry per key
+    /// id and fingerprint, with the workers serving it. Two entries with one
+    /// id and different fingerprints mean a rotation is under way (or the
+    /// workers' key directories differ).
+    pub fn keys(&self) -> Vec<KeyView> {
+        let now = now_ms();
+        let mut keys: std::collections::BTreeMap<(KeyId, String), KeyView> = Default::default();
+        for e in self.seen.iter() {
+            if !Self::is_online(e.value(), now) {
+                continue;
+            }
+            for key in &e.value().beat.keys {
+                keys.entry((key.key_id.clone(), key.fingerprint.clone()))
+                    .or_insert_with(|| KeyView {
+                        key_id: key.key_id.clone(),
+                        family: key.family,
+                        detail: key.detail.clone(),
+                        fingerprint: key.fingerprint.clone(),
+                        workers: Vec::new(),
+                    })
+                    .workers
+                    .push(e.key().clone());
+            }
+        }
+        let mut keys: Vec<KeyView> = keys.into_values().collect();
+        for key in &mut keys {
+            key.workers.sort();
+        }
+        keys
+    }
+
     pub fn online(&self) -> usize {
         let now = now_ms();
         self.seen
@@ -129,7 +175,51 @@ mod tests {
             in_flight: 0,
             verify_threads: 2,
             heartbeat_ms: 1000,
+            keys: Vec::new(),
         }
+    }
+
+    #[test]
+    fn keys_lists_what_online_workers_serve_by_id_and_fingerprint() {
+        use verify_core::KeySummary;
+        let summary = |id: &str, fp: &str| KeySummary {
+            key_id: KeyId::new(id),
+            family: KeyFamily::Ec,
+            detail: "P-256".into(),
+            fingerprint: fp.into(),
+        };
+        let workers = Workers::default();
+        let mut a = beat(WorkerState::Heartbeat);
+        a.keys = vec![summary("k1", "aa"), summary("k2", "bb")];
+        let mut b = beat(WorkerState::Heartbeat);
+        b.keys = vec![summary("k1", "aa"), summary("k2", "cc")];
+        let mut gone = beat(WorkerState::Offline);
+        gone.keys = vec![summary("k3", "dd")];
+        workers.apply("worker@b:2", now_ms(), &b);
+        workers.apply("worker@a:1", now_ms(), &a);
+        workers.apply("worker@c:3", now_ms(), &gone);
+        let keys = workers.keys();
+        let rows: Vec<(&str, &str, Vec<&str>)> = keys
+            .iter()
+            .map(|k| {
+                (
+                    k.key_id.as_str(),
+                    k.fingerprint.as_str(),
+                    k.workers.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("k1", "aa", vec!["worker@a:1", "worker@b:2"]),
+                ("k2", "bb", vec!["worker@a:1"]),
+                ("k2", "cc", vec!["worker@b:2"]),
+            ]
+        );
+        let json = serde_json::to_value(&keys[0]).unwrap();
+        assert_eq!(json["keyId"], "k1");
+        assert_eq!(json["family"], "EC");
     }
 
     #[test]

@@ -53,6 +53,23 @@ async fn run_service(env: &TestEnv, gateway_url: &str, worker_url: &str, publish
     ]);
     let _worker = env.worker("worker", &[("AMQP_URL", worker_url.to_owned())]);
     gw.wait_ready(Duration::from_secs(30)).await;
+    // A second worker hears the first one's heartbeats on the workers
+    // exchange (declared, published to, bound and consumed by this user).
+    let (_second, port) = env
+        .ready_worker(
+            "worker-2",
+            &[
+                ("AMQP_URL", worker_url.to_owned()),
+                ("HEARTBEAT_INTERVAL", "300ms".to_owned()),
+            ],
+        )
+        .await;
+    wait_for(
+        "the second worker hears the first",
+        Duration::from_secs(20),
+        || async { counter(&env.worker_metrics(port).await, "worker_peers_heard") >= 1.0 },
+    )
+    .await;
     let signer = Signer2048::new();
     let valid = gw.submit(&body_for(&signer, "per-role users", false)).await;
     let tampered = gw.submit(&body_for(&signer, "per-role users", true)).await;

@@ -10,7 +10,7 @@ use clap::{ArgAction, Parser};
 #[command(
     name = "verifier-worker",
     version,
-    about = "Verifies RSA signatures requested over RabbitMQ"
+    about = "Verifies RSA, ECDSA and Ed25519 signatures requested over RabbitMQ"
 )]
 pub struct Config {
     #[command(flatten)]
@@ -18,8 +18,16 @@ pub struct Config {
 
     /// Directory of public keys (*.pem, *.der, *.crt, *.cer); keyId = file name
     /// without extension. Every file must load, or the worker does not start.
+    /// It is read again when it changes and on SIGHUP (a directory that
+    /// does not load then leaves the keys in use as they were).
     #[arg(long, env = "VERIFIER_KEYS_DIR")]
     pub verifier_keys_dir: PathBuf,
+
+    /// Watch VERIFIER_KEYS_DIR for changes. Off (for file systems without
+    /// change notification, such as some network mounts): only SIGHUP
+    /// reloads the keys.
+    #[arg(long, env = "VERIFIER_KEYS_WATCH", default_value_t = true, action = ArgAction::Set)]
+    pub verifier_keys_watch: bool,
 
     /// Smallest RSA key (modulus bits) the worker loads: a smaller key in
     /// VERIFIER_KEYS_DIR stops the start, naming the file. Lower it (to

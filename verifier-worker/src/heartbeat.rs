@@ -3,14 +3,21 @@
 //! stop; each with its counts. Gateways list workers from them
 //! (`GET /api/workers`) and show one that missed three heartbeats as
 //! offline, so a worker that dies without a word is seen as gone.
+//!
+//! Each beat lists the keys the worker serves (id, family, fingerprint):
+//! gateways answer `GET /api/keys` from them, and the other workers, which
+//! hear the beats on the workers exchange ([`crate::peers`]), hand them
+//! requests for keys they lack. A beat goes out at once when the keys
+//! change.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use broker::{BatchPublisher, Link, Publisher};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use verify_core::{Event, EventKind, RequestId, WorkerBeat, WorkerState};
+use verify_core::{Event, EventKind, RequestId, Verifier, WorkerBeat, WorkerState};
 
 /// Counts the handler keeps for the heartbeats.
 #[derive(Default)]
@@ -46,8 +53,43 @@ pub struct Identity {
     pub interval: Duration,
 }
 
+/// What the beats are made of and where they go.
+pub struct Beacon {
+    pub identity: Identity,
+    pub stats: Arc<WorkerStats>,
+    /// Its keys are listed in every beat.
+    pub verifier: Arc<Verifier>,
+    /// The events stream (gateways).
+    pub events: BatchPublisher,
+    /// The results link, for the broadcast to the workers exchange.
+    pub results: Link<Publisher>,
+    pub workers_exchange: String,
+    /// Notified when the keys changed: beat now.
+    pub keys_changed: Arc<Notify>,
+}
+
+impl Beacon {
+    /// Appends the beat to the events stream and broadcasts it to the
+    /// other workers (best effort: a beat nobody hears is not an error).
+    async fn send(&self, state: WorkerState) -> Result<(), broker::PublishError> {
+        let beat = self
+            .identity
+            .beat(state, &self.stats, &self.verifier)
+            .encode();
+        if let Some(publisher) = self.results.current() {
+            if let Err(e) = publisher
+                .broadcast(&self.workers_exchange, &beat, "worker")
+                .await
+            {
+                tracing::debug!(error = %e, "heartbeat not broadcast to the other workers");
+            }
+        }
+        self.events.publish(beat).await
+    }
+}
+
 impl Identity {
-    fn beat(&self, state: WorkerState, stats: &WorkerStats) -> Event {
+    fn beat(&self, state: WorkerState, stats: &WorkerStats, verifier: &Verifier) -> Event {
         let host = self
             .name
             .split_once('@')
@@ -67,34 +109,32 @@ impl Identity {
                 in_flight: stats.in_flight.load(Ordering::Relaxed),
                 verify_threads: self.verify_threads,
                 heartbeat_ms: self.interval.as_millis() as u64,
+                keys: verifier.keys().summaries(),
             }),
         )
     }
 }
 
 /// Publishes `online` once the results link is up, then a heartbeat every
-/// interval until `stop`; the caller sends `offline` with [`offline`].
-pub async fn run(
-    identity: Arc<Identity>,
-    stats: Arc<WorkerStats>,
-    events: BatchPublisher,
-    results: Link<Publisher>,
-    stop: CancellationToken,
-) {
+/// interval (and at once when the keys change) until `stop`; the caller
+/// sends `offline` with [`offline`].
+pub async fn run(beacon: Arc<Beacon>, stop: CancellationToken) {
     let mut state = WorkerState::Online;
-    let mut tick = tokio::time::interval(identity.interval);
+    let interval = beacon.identity.interval;
+    let mut tick = tokio::time::interval(interval);
     loop {
         // `online` goes as soon as the results link is up; then a beat a tick.
         let announced = state != WorkerState::Online;
         tokio::select! {
             _ = tick.tick(), if announced => {}
-            _ = results.wait_usable(identity.interval), if !announced => {}
+            _ = beacon.keys_changed.notified(), if announced => {}
+            _ = beacon.results.wait_usable(interval), if !announced => {}
             _ = stop.cancelled() => return,
         }
-        if !results.is_up() {
+        if !beacon.results.is_up() {
             continue;
         }
-        match events.publish(identity.beat(state, &stats).encode()).await {
+        match beacon.send(state).await {
             Ok(()) => state = WorkerState::Heartbeat,
             Err(e) => {
                 tracing::debug!(error = %e, "heartbeat not confirmed");
@@ -112,8 +152,8 @@ pub async fn run(
 }
 
 /// Says the worker is going away (bounded: a stop never waits on it long).
-pub async fn offline(identity: &Identity, stats: &WorkerStats, events: &BatchPublisher) {
-    let bye = events.publish(identity.beat(WorkerState::Offline, stats).encode());
+pub async fn offline(beacon: &Beacon) {
+    let bye = beacon.send(WorkerState::Offline);
     match tokio::time::timeout(Duration::from_secs(5), bye).await {
         Ok(Ok(())) => tracing::info!("offline event sent"),
         _ => tracing::warn!("could not send the offline event"),

@@ -13,11 +13,15 @@
 //!
 //! [`startup`] wires it together, [`config`] holds every knob, [`http`]
 //! serves health and metrics when `WORKER_HTTP_ADDR` is set, [`heartbeat`]
-//! tells the gateways the worker is there.
+//! tells the gateways and the other workers it is there and which keys it
+//! serves, [`peers`] hears the other workers' keys, [`reload`] reads the
+//! keys directory again when it changes or on SIGHUP.
 
 pub mod amqp;
 pub mod config;
 pub mod heartbeat;
 pub mod http;
+pub mod peers;
 pub mod pool;
+pub mod reload;
 pub mod startup;

@@ -29,9 +29,9 @@ pub struct VerifyPool {
 }
 
 impl VerifyPool {
-    pub fn new(verifier: Verifier, threads: usize) -> Self {
+    pub fn new(verifier: Arc<Verifier>, threads: usize) -> Self {
         VerifyPool {
-            verifier: Arc::new(verifier),
+            verifier,
             permits: Arc::new(Semaphore::new(threads)),
         }
     }

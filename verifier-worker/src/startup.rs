@@ -7,35 +7,35 @@ use std::time::Duration;
 
 use anyhow::Context;
 use broker::{BatchLimits, BatchPublisher, Link};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use verify_core::{KeyLoadError, KeyRegistry, Verifier};
+use verify_core::Verifier;
 
 use crate::amqp::consume;
 use crate::amqp::handler::Handler;
 use crate::config::Config;
-use crate::heartbeat::{self, WorkerStats};
+use crate::heartbeat::{self, Beacon, WorkerStats};
+use crate::peers::{self, Peers};
 use crate::pool::VerifyPool;
+use crate::reload::{KeySource, Reloader};
 
 pub struct Worker {
     config: Config,
-    verifier: Verifier,
+    verifier: Arc<Verifier>,
+    reloader: Reloader,
 }
 
 impl Worker {
     /// Loads the keys (a bad or too small key file stops the start, naming
-    /// the file).
+    /// the file) and starts watching their directory.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let min_bits = config.verifier_min_rsa_bits;
-        let keys = KeyRegistry::load_dir(&config.verifier_keys_dir, min_bits).map_err(|e| {
-            // verify-core reads no environment: the knob's name is added here.
-            let how = match &e {
-                KeyLoadError::TooSmall { bits, .. } => format!(
-                    " (VERIFIER_MIN_RSA_BITS={min_bits}; set VERIFIER_MIN_RSA_BITS={bits} to accept legacy {bits}-bit keys)"
-                ),
-                _ => String::new(),
-            };
-            anyhow::Error::new(e).context(format!("loading VERIFIER_KEYS_DIR{how}"))
-        })?;
+        let source = KeySource {
+            dir: config.verifier_keys_dir.clone(),
+            min_rsa_bits: min_bits,
+        };
+        let keys = source.load()?;
+        let reloader = Reloader::new(source, config.verifier_keys_watch)?;
         if min_bits < verify_core::DEFAULT_MIN_RSA_BITS {
             tracing::warn!(
                 min_rsa_bits = min_bits,
@@ -45,8 +45,17 @@ impl Worker {
         }
         let ids: Vec<&str> = keys.ids().map(|k| k.as_str()).collect();
         tracing::info!(keys = ?ids, min_rsa_bits = min_bits, backend = %config.verify_backend, legacy = config.verifier_allow_legacy, "keys loaded");
-        let verifier = Verifier::new(keys, config.verify_backend, config.verifier_allow_legacy);
-        Ok(Worker { config, verifier })
+        metrics::gauge!("worker_keys").set(keys.len() as f64);
+        let verifier = Arc::new(Verifier::new(
+            keys,
+            config.verify_backend,
+            config.verifier_allow_legacy,
+        ));
+        Ok(Worker {
+            config,
+            verifier,
+            reloader,
+        })
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -58,11 +67,22 @@ impl Worker {
         let stop_publishing = CancellationToken::new();
 
         let confirm_timeout = config.broker.confirm_timeout;
+        let exchange_topology = topology.clone();
         let (results, results_task) = Link::spawn(
             endpoint.clone(),
             format!("{identity} publish"),
             stop_publishing.clone(),
-            move |session| broker::publisher::serve(session, confirm_timeout),
+            move |session| {
+                let topology = exchange_topology.clone();
+                async move {
+                    // Heartbeats are broadcast on this link: the exchange
+                    // must exist before the first one.
+                    let channel = session.connection.create_channel().await?;
+                    peers::declare_exchange(&channel, &topology).await?;
+                    let _ = channel.close(200, "declared".into()).await;
+                    broker::publisher::serve(session, confirm_timeout).await
+                }
+            },
         );
         let events = BatchPublisher::spawn(
             results.clone(),
@@ -71,22 +91,40 @@ impl Worker {
             BatchLimits::DEFAULT,
         );
         let stats = Arc::new(WorkerStats::default());
-        let me = Arc::new(heartbeat::Identity {
-            name: identity.clone(),
-            started_at_ms: verify_core::now_ms(),
-            verify_threads: config.threads() as u32,
-            interval: config.heartbeat_interval,
+        let keys_changed = Arc::new(Notify::new());
+        let beacon = Arc::new(Beacon {
+            identity: heartbeat::Identity {
+                name: identity.clone(),
+                started_at_ms: verify_core::now_ms(),
+                verify_threads: config.threads() as u32,
+                interval: config.heartbeat_interval,
+            },
+            stats: stats.clone(),
+            verifier: self.verifier.clone(),
+            events: events.clone(),
+            results: results.clone(),
+            workers_exchange: topology.workers_exchange.clone(),
+            keys_changed: keys_changed.clone(),
         });
         let stop_beating = CancellationToken::new();
-        let beats = tokio::spawn(heartbeat::run(
-            me.clone(),
-            stats.clone(),
-            events.clone(),
-            results.clone(),
-            stop_beating.clone(),
+        let beats = tokio::spawn(heartbeat::run(beacon.clone(), stop_beating.clone()));
+        let stop_reloading = CancellationToken::new();
+        let reloads = tokio::spawn(self.reloader.run(
+            self.verifier.clone(),
+            keys_changed,
+            stop_reloading.clone(),
         ));
+        let peers = Arc::new(Peers::new(identity.clone()));
+        let stop_listening = CancellationToken::new();
+        let (_peers_link, peers_task) = peers::spawn(
+            endpoint.clone(),
+            topology.clone(),
+            peers.clone(),
+            stop_listening.clone(),
+        );
         let handler = Handler {
-            pool: VerifyPool::new(self.verifier, config.threads()),
+            pool: VerifyPool::new(self.verifier.clone(), config.threads()),
+            peers,
             results: results.clone(),
             events: events.clone(),
             topology,
@@ -134,9 +172,13 @@ impl Worker {
         if tokio::time::timeout(deadline, consume_task).await.is_err() {
             tracing::warn!("consumer did not stop in time");
         }
+        stop_reloading.cancel();
+        let _ = reloads.await;
         stop_beating.cancel();
         let _ = beats.await;
-        heartbeat::offline(&me, &stats, &events).await;
+        heartbeat::offline(&beacon).await;
+        stop_listening.cancel();
+        let _ = peers_task.await;
         stop_publishing.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), results_task).await;
         http_stop.cancel();

@@ -1,5 +1,6 @@
-//! `cargo bench -p verify-core`: verifications/s per backend and key size,
-//! and SHA-256 throughput. Keys are the committed test vectors' keys.
+//! `cargo bench -p verify-core`: verifications/s per backend and key size
+//! (RSA), per curve (ECDSA) and for Ed25519, and SHA-256 throughput. Keys
+//! are the committed test vectors' keys.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -55,6 +56,81 @@ fn verify(c: &mut Criterion) {
     group.finish();
 }
 
+/// A committed vector private key's PKCS#8 DER.
+fn private_der(name: &str) -> Vec<u8> {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/vectors/private/{name}.pk8.der"));
+    std::fs::read(path).unwrap()
+}
+
+/// ECDSA on each curve with its own digest (DER), and Ed25519.
+fn verify_modern(c: &mut Criterion) {
+    use p256::ecdsa::signature::{RandomizedSigner, Signer};
+    use p256::pkcs8::DecodePrivateKey;
+    use rand::SeedableRng;
+
+    let document: Vec<u8> = (0..DOC_LEN).map(|i| (i * 7) as u8).collect();
+    let p256 = p256::ecdsa::SigningKey::from_pkcs8_der(&private_der("ec256")).unwrap();
+    let p384 = p384::ecdsa::SigningKey::from_pkcs8_der(&private_der("ec384")).unwrap();
+    let p521_secret = p521::SecretKey::from_pkcs8_der(&private_der("ec521")).unwrap();
+    let p521 = p521::ecdsa::SigningKey::from_bytes(&p521_secret.to_bytes()).unwrap();
+    let ed = ed25519_dalek::SigningKey::from_pkcs8_der(&private_der("ed25519")).unwrap();
+    let public = |file: &str| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/vectors/keys")
+            .join(file);
+        PublicKey::parse(&std::fs::read(path).unwrap()).unwrap()
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let p256_sig: p256::ecdsa::Signature = p256.sign(&document);
+    let p384_sig: p384::ecdsa::Signature = p384.sign(&document);
+    let p521_sig: p521::ecdsa::Signature = p521.sign_with_rng(&mut rng, &document);
+    let cases = [
+        (
+            "P-256 SHA256withECDSA",
+            public("ec256.pem"),
+            Algorithm::Sha256WithEcdsa,
+            p256_sig.to_der().as_bytes().to_vec(),
+        ),
+        (
+            "P-384 SHA384withECDSA",
+            public("ec384.der"),
+            Algorithm::Sha384WithEcdsa,
+            p384_sig.to_der().as_bytes().to_vec(),
+        ),
+        (
+            "P-521 SHA512withECDSA",
+            public("ec521.crt"),
+            Algorithm::Sha512WithEcdsa,
+            p521_sig.to_der().as_bytes().to_vec(),
+        ),
+        (
+            "Ed25519",
+            public("ed25519.pem"),
+            Algorithm::Ed25519,
+            ed.sign(&document).to_bytes().to_vec(),
+        ),
+    ];
+    let mut group = c.benchmark_group("verify 2900B");
+    group.throughput(Throughput::Elements(1));
+    for (name, public, algorithm, signature) in &cases {
+        for backend in [Backend::Fast, Backend::Rust] {
+            assert!(backend.verify(public, *algorithm, &document, signature).0);
+            group.bench_with_input(BenchmarkId::new(backend.to_string(), name), name, |b, _| {
+                b.iter(|| {
+                    backend.verify(
+                        black_box(public),
+                        *algorithm,
+                        black_box(&document),
+                        black_box(signature),
+                    )
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 fn sha256(c: &mut Criterion) {
     let mut group = c.benchmark_group("sha256");
     for len in [4 << 10, 1 << 20] {
@@ -74,6 +150,6 @@ fn sha256(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3));
-    targets = verify, sha256
+    targets = verify, verify_modern, sha256
 }
 criterion_main!(benches);

@@ -1,10 +1,15 @@
 //! Public keys: loading a directory of key files into a registry, once.
 //!
-//! Every accepted format (SPKI, PKCS#1, X.509 certificate; PEM or DER) is
-//! reduced to the same parsed [`rsa::RsaPublicKey`], and the fast backend's
-//! parsed form is built next to it at load time, so the hot path never parses.
+//! Every accepted format (SPKI, PKCS#1 for RSA, X.509 certificate; PEM or
+//! DER) is reduced to one canonical SubjectPublicKeyInfo, then to the parsed
+//! key of its family: RSA ([`rsa::RsaPublicKey`]), EC on P-256 / P-384 /
+//! P-521 (RustCrypto's ECDSA verifying keys) or Ed25519 (`ed25519-dalek`).
+//! The fast backend's parsed form is built next to it at load time, so the
+//! hot path never parses. A key's fingerprint is the SHA-256 of that
+//! canonical SPKI DER (what `openssl pkey -pubin -outform DER | sha256sum`
+//! prints), the same whichever format the file used.
 //!
-//! Size policy, enforced at load: a key under the caller's minimum
+//! Size policy, enforced at load: an RSA key under the caller's minimum
 //! ([`DEFAULT_MIN_RSA_BITS`] unless lowered for legacy keys) fails the load,
 //! and so does a key over [`MAX_RSA_BITS`], the largest the `rsa` crate
 //! parses. The minimum is passed in: this crate reads no environment.
@@ -14,11 +19,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use rsa::pkcs1::DecodeRsaPublicKey;
-use rsa::pkcs8::DecodePublicKey;
+use rsa::pkcs8::{DecodePublicKey, EncodePublicKey};
 use rsa::traits::PublicKeyParts;
 use rsa::RsaPublicKey;
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 use x509_cert::der::{Decode, Encode};
+
+use crate::{Curve, KeyFamily};
 
 /// The name a key is known by: its file name without the extension.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -68,7 +76,7 @@ pub enum KeyLoadError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is not a usable RSA public key: {reason}")]
+    #[error("{path} is not a usable public key: {reason}")]
     Invalid { path: PathBuf, reason: String },
     #[error("key id {key_id:?} is defined twice: {first} and {second}")]
     Duplicate {
@@ -89,38 +97,112 @@ pub enum KeyLoadError {
     },
 }
 
+/// An ECDSA verifying key on one of the [`Curve`]s.
+#[derive(Clone)]
+pub enum EcKey {
+    P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
+    P521(p521::ecdsa::VerifyingKey),
+}
+
+impl EcKey {
+    pub fn curve(&self) -> Curve {
+        match self {
+            EcKey::P256(_) => Curve::P256,
+            EcKey::P384(_) => Curve::P384,
+            EcKey::P521(_) => Curve::P521,
+        }
+    }
+}
+
+/// A key's parsed material, by family.
+#[derive(Clone)]
+pub enum KeyMaterial {
+    Rsa(RsaPublicKey),
+    Ec(EcKey),
+    Ed25519(ed25519_dalek::VerifyingKey),
+}
+
 /// A public key, parsed once for every backend.
 pub struct PublicKey {
-    pub(crate) rsa: RsaPublicKey,
+    material: KeyMaterial,
+    /// SHA-256 of the canonical SPKI DER, lowercase hex.
+    fingerprint: String,
     #[cfg(feature = "aws-lc")]
-    pub(crate) fast: crate::backend::aws_lc::FastKey,
+    fast: crate::backend::aws_lc::FastKey,
+}
+
+/// What one loaded key is, as workers announce it (no key material).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeySummary {
+    pub key_id: KeyId,
+    pub family: KeyFamily,
+    /// `2048-bit`, `P-256`, `Ed25519`.
+    pub detail: String,
+    /// SHA-256 of the key's SubjectPublicKeyInfo DER, lowercase hex.
+    pub fingerprint: String,
 }
 
 impl PublicKey {
-    /// Builds the key from its parsed form (the fast backend's form is derived here).
+    /// Builds an RSA key from its parsed form.
     pub fn from_rsa(rsa: RsaPublicKey) -> Self {
+        let spki = rsa
+            .to_public_key_der()
+            .map(|d| d.into_vec())
+            .unwrap_or_default();
+        PublicKey::from_material(KeyMaterial::Rsa(rsa), &spki)
+    }
+
+    /// `spki`: the key's canonical SubjectPublicKeyInfo DER.
+    fn from_material(material: KeyMaterial, spki: &[u8]) -> Self {
+        #[cfg(feature = "aws-lc")]
+        let fast = {
+            use crate::backend::aws_lc::FastKey;
+            match &material {
+                KeyMaterial::Rsa(rsa) => FastKey::rsa(rsa.n().bits(), spki),
+                KeyMaterial::Ec(ec) => FastKey::ec(ec.curve(), spki),
+                KeyMaterial::Ed25519(key) => FastKey::ed25519(key.as_bytes()),
+            }
+        };
         PublicKey {
+            material,
+            fingerprint: hex::encode(sha2::Sha256::digest(spki)),
             #[cfg(feature = "aws-lc")]
-            fast: crate::backend::aws_lc::FastKey::new(&rsa),
-            rsa,
+            fast,
         }
     }
 
     /// Parses one key file's bytes (PEM or DER, told apart by content).
     pub fn parse(bytes: &[u8]) -> Result<Self, String> {
         let is_pem = bytes.trim_ascii_start().starts_with(b"-----BEGIN");
-        let rsa = if is_pem {
+        let key = if is_pem {
             parse_pem(bytes)
         } else {
             parse_der(bytes)
         };
         // The `rsa` crate calls a key over its size limit "malformed": say why.
-        let rsa = rsa.map_err(|reason| oversize(bytes, is_pem).unwrap_or(reason))?;
-        Ok(PublicKey::from_rsa(rsa))
+        key.map_err(|reason| oversize(bytes, is_pem).unwrap_or(reason))
     }
 
-    pub fn rsa(&self) -> &RsaPublicKey {
-        &self.rsa
+    pub fn material(&self) -> &KeyMaterial {
+        &self.material
+    }
+
+    /// The RSA key, if this is one.
+    pub fn rsa(&self) -> Option<&RsaPublicKey> {
+        match &self.material {
+            KeyMaterial::Rsa(rsa) => Some(rsa),
+            _ => None,
+        }
+    }
+
+    pub fn family(&self) -> KeyFamily {
+        match &self.material {
+            KeyMaterial::Rsa(_) => KeyFamily::Rsa,
+            KeyMaterial::Ec(_) => KeyFamily::Ec,
+            KeyMaterial::Ed25519(_) => KeyFamily::Ed25519,
+        }
     }
 
     /// The key as the AWS-LC backend uses it.
@@ -129,54 +211,149 @@ impl PublicKey {
         &self.fast
     }
 
-    /// Modulus size in bits.
+    /// Key size in bits: the RSA modulus, the curve's order, 256 for Ed25519.
     pub fn bits(&self) -> usize {
-        self.rsa.n().bits()
+        match &self.material {
+            KeyMaterial::Rsa(rsa) => rsa.n().bits(),
+            KeyMaterial::Ec(ec) => match ec.curve() {
+                Curve::P256 => 256,
+                Curve::P384 => 384,
+                Curve::P521 => 521,
+            },
+            KeyMaterial::Ed25519(_) => 256,
+        }
+    }
+
+    /// SHA-256 of the key's canonical SubjectPublicKeyInfo DER, lowercase hex.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// `2048-bit`, `P-256` or `Ed25519`.
+    pub fn detail(&self) -> String {
+        match &self.material {
+            KeyMaterial::Rsa(_) => format!("{}-bit", self.bits()),
+            KeyMaterial::Ec(ec) => ec.curve().name().to_owned(),
+            KeyMaterial::Ed25519(_) => "Ed25519".to_owned(),
+        }
     }
 }
 
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PublicKey")
-            .field("bits", &self.bits())
+            .field("family", &self.family())
+            .field("detail", &self.detail())
+            .field("fingerprint", &self.fingerprint)
             .finish()
     }
 }
 
-fn parse_pem(bytes: &[u8]) -> Result<RsaPublicKey, String> {
+fn parse_pem(bytes: &[u8]) -> Result<PublicKey, String> {
     let (label, der) = pem_rfc7468::decode_vec(bytes).map_err(|e| format!("bad PEM: {e}"))?;
     match label {
-        "PUBLIC KEY" => spki_to_rsa(&der),
-        "RSA PUBLIC KEY" => {
-            RsaPublicKey::from_pkcs1_der(&der).map_err(|e| format!("bad PKCS#1 key: {e}"))
-        }
-        "CERTIFICATE" => certificate_to_rsa(&der),
+        "PUBLIC KEY" => from_spki(&der),
+        "RSA PUBLIC KEY" => RsaPublicKey::from_pkcs1_der(&der)
+            .map(PublicKey::from_rsa)
+            .map_err(|e| format!("bad PKCS#1 key: {e}")),
+        "CERTIFICATE" => from_certificate(&der),
         other => Err(format!(
             "PEM label {other:?}; expected PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE"
         )),
     }
 }
 
-fn parse_der(der: &[u8]) -> Result<RsaPublicKey, String> {
+fn parse_der(der: &[u8]) -> Result<PublicKey, String> {
     // The three DER encodings are distinguishable by structure, so try each.
-    if let Ok(key) = RsaPublicKey::from_public_key_der(der) {
-        return Ok(key);
+    if spki::SubjectPublicKeyInfoRef::from_der(der).is_ok() {
+        return from_spki(der);
     }
     if let Ok(key) = RsaPublicKey::from_pkcs1_der(der) {
-        return Ok(key);
+        return Ok(PublicKey::from_rsa(key));
     }
-    certificate_to_rsa(der).map_err(|cert_err| {
+    from_certificate(der).map_err(|cert_err| {
         format!(
             "not DER SubjectPublicKeyInfo, PKCS#1 RSAPublicKey nor X.509 certificate ({cert_err})"
         )
     })
 }
 
-fn spki_to_rsa(der: &[u8]) -> Result<RsaPublicKey, String> {
-    RsaPublicKey::from_public_key_der(der).map_err(|e| format!("bad RSA SubjectPublicKeyInfo: {e}"))
+/// The SPKI algorithm identifiers served.
+mod oid {
+    use spki::ObjectIdentifier as Oid;
+    pub const RSA: Oid = Oid::new_unwrap("1.2.840.113549.1.1.1");
+    pub const EC: Oid = Oid::new_unwrap("1.2.840.10045.2.1");
+    pub const ED25519: Oid = Oid::new_unwrap("1.3.101.112");
+    pub const P256: Oid = Oid::new_unwrap("1.2.840.10045.3.1.7");
+    pub const P384: Oid = Oid::new_unwrap("1.3.132.0.34");
+    pub const P521: Oid = Oid::new_unwrap("1.3.132.0.35");
+    pub const ED448: Oid = Oid::new_unwrap("1.3.101.113");
 }
 
-fn certificate_to_rsa(der: &[u8]) -> Result<RsaPublicKey, String> {
+/// A SubjectPublicKeyInfo of any family served, told apart by its
+/// algorithm identifier (and, for EC, its named curve).
+fn from_spki(der: &[u8]) -> Result<PublicKey, String> {
+    let info = spki::SubjectPublicKeyInfoRef::from_der(der)
+        .map_err(|e| format!("bad SubjectPublicKeyInfo: {e}"))?;
+    let algorithm = info.algorithm.oid;
+    if algorithm == oid::RSA {
+        let rsa = RsaPublicKey::from_public_key_der(der)
+            .map_err(|e| format!("bad RSA SubjectPublicKeyInfo: {e}"))?;
+        return Ok(PublicKey::from_rsa(rsa));
+    }
+    if algorithm == oid::ED25519 {
+        let key = ed25519_dalek::VerifyingKey::from_public_key_der(der)
+            .map_err(|e| format!("bad Ed25519 key: {e}"))?;
+        let spki = key
+            .to_public_key_der()
+            .map_err(|e| format!("bad Ed25519 key: {e}"))?;
+        return Ok(PublicKey::from_material(
+            KeyMaterial::Ed25519(key),
+            spki.as_bytes(),
+        ));
+    }
+    if algorithm == oid::ED448 {
+        return Err("an Ed448 key; Ed25519 is the EdDSA curve served".to_owned());
+    }
+    if algorithm != oid::EC {
+        return Err(format!(
+            "key algorithm {algorithm}; RSA, EC (P-256, P-384, P-521) and Ed25519 keys are served"
+        ));
+    }
+    let curve = info
+        .algorithm
+        .parameters_oid()
+        .map_err(|e| format!("EC key without a named curve: {e}"))?;
+    let bad = |e: spki::Error| format!("bad EC key: {e}");
+    // Each curve's SPKI is parsed (and its point checked on the curve) by
+    // its own crate, then encoded again: the canonical form (uncompressed
+    // point) is what the fingerprint and the fast backend read.
+    let (ec, spki) = if curve == oid::P256 {
+        let key = p256::PublicKey::from_public_key_der(der).map_err(bad)?;
+        let spki = key.to_public_key_der().map_err(bad)?;
+        (EcKey::P256(key.into()), spki)
+    } else if curve == oid::P384 {
+        let key = p384::PublicKey::from_public_key_der(der).map_err(bad)?;
+        let spki = key.to_public_key_der().map_err(bad)?;
+        (EcKey::P384(key.into()), spki)
+    } else if curve == oid::P521 {
+        let key = p521::PublicKey::from_public_key_der(der).map_err(bad)?;
+        let spki = key.to_public_key_der().map_err(bad)?;
+        let verifying = p521::ecdsa::VerifyingKey::from_affine(*key.as_affine())
+            .map_err(|e| format!("bad EC key: {e}"))?;
+        (EcKey::P521(verifying), spki)
+    } else {
+        return Err(format!(
+            "EC key on curve {curve}; P-256, P-384 and P-521 are served"
+        ));
+    };
+    Ok(PublicKey::from_material(
+        KeyMaterial::Ec(ec),
+        spki.as_bytes(),
+    ))
+}
+
+fn from_certificate(der: &[u8]) -> Result<PublicKey, String> {
     // A certificate is only a container for its key here: dates and chain are
     // deliberately not checked (the key file's presence is the trust decision).
     let cert =
@@ -186,7 +363,7 @@ fn certificate_to_rsa(der: &[u8]) -> Result<RsaPublicKey, String> {
         .subject_public_key_info
         .to_der()
         .map_err(|e| format!("bad certificate key: {e}"))?;
-    spki_to_rsa(&spki).map_err(|e| format!("certificate does not hold an RSA key: {e}"))
+    from_spki(&spki).map_err(|e| format!("certificate key: {e}"))
 }
 
 /// Why a well-formed key was refused, when it is for being over
@@ -229,7 +406,7 @@ pub struct KeyRegistry {
 
 impl KeyRegistry {
     /// Loads every key file of `dir` (not recursive). Any file that cannot be
-    /// read as a key, or holds a key under `min_rsa_bits`, fails the whole
+    /// read as a key, or holds an RSA key under `min_rsa_bits`, fails the whole
     /// load, naming the file: a worker that silently skipped a key would
     /// answer `unknown_key` for it forever.
     pub fn load_dir(dir: &Path, min_rsa_bits: usize) -> Result<Self, KeyLoadError> {
@@ -309,6 +486,19 @@ impl KeyRegistry {
         self.keys.keys()
     }
 
+    /// Every key's id, family and fingerprint, by id.
+    pub fn summaries(&self) -> Vec<KeySummary> {
+        self.keys
+            .iter()
+            .map(|(id, key)| KeySummary {
+                key_id: id.clone(),
+                family: key.family(),
+                detail: key.detail(),
+                fingerprint: key.fingerprint().to_owned(),
+            })
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.keys.len()
     }
@@ -318,7 +508,7 @@ impl KeyRegistry {
     }
 }
 
-/// Reads and parses one key file, refusing a key under `min_rsa_bits`;
+/// Reads and parses one key file, refusing an RSA key under `min_rsa_bits`;
 /// errors name the file.
 pub fn load_file(path: &Path, min_rsa_bits: usize) -> Result<PublicKey, KeyLoadError> {
     let bytes = std::fs::read(path).map_err(|source| KeyLoadError::Read {
@@ -329,7 +519,7 @@ pub fn load_file(path: &Path, min_rsa_bits: usize) -> Result<PublicKey, KeyLoadE
         path: path.to_owned(),
         reason,
     })?;
-    if key.bits() < min_rsa_bits {
+    if key.family() == KeyFamily::Rsa && key.bits() < min_rsa_bits {
         return Err(KeyLoadError::TooSmall {
             path: path.to_owned(),
             bits: key.bits(),

@@ -1,8 +1,9 @@
 //! verify-core: what the gateway and the verifier-worker must agree on.
 //!
 //! - [`algorithm`]: the Java algorithm names clients send, parsed once.
-//! - [`keys`]: the key registry (SPKI / PKCS#1 / X.509, PEM or DER), parsed once.
-//! - [`backend`]: the `rsa` crate and the fast AWS-LC backend behind one API.
+//! - [`keys`]: the key registry (RSA, EC and Ed25519 keys as SPKI / PKCS#1 /
+//!   X.509, PEM or DER), parsed once.
+//! - [`backend`]: the pure-Rust crates and the fast AWS-LC backend behind one API.
 //! - [`verifier`]: key resolution, legacy policy and the verdict.
 //! - [`message`]: the versioned wire messages and the request id.
 //! - [`topology`]: queue names derived from the request-queue name.
@@ -16,9 +17,11 @@ pub mod message;
 pub mod topology;
 pub mod verifier;
 
-pub use algorithm::{Algorithm, Digest, Padding, UnknownAlgorithm};
+pub use algorithm::{
+    Algorithm, Curve, Digest, KeyFamily, Padding, Scheme, SignatureEncoding, UnknownAlgorithm,
+};
 pub use backend::{Backend, Used};
-pub use keys::{KeyId, KeyLoadError, KeyRegistry, PublicKey, DEFAULT_MIN_RSA_BITS};
+pub use keys::{KeyId, KeyLoadError, KeyRegistry, KeySummary, PublicKey, DEFAULT_MIN_RSA_BITS};
 pub use message::{
     join_batch, now_ms, process_identity, split_batch, BadRequestId, DecodeError, DeliveryInfo,
     ErrorBody, Event, EventKind, RequestId, UnreadableRequest, VerifyRequest, WorkerBeat,

@@ -463,6 +463,10 @@ pub struct WorkerBeat {
     /// The worker's heartbeat interval: it is offline once it has missed
     /// three.
     pub heartbeat_ms: u64,
+    /// The keys it verifies with now (absent from workers older than key
+    /// rotation: read as none).
+    #[serde(default)]
+    pub keys: Vec<crate::KeySummary>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -736,6 +740,12 @@ mod tests {
                 in_flight: 2,
                 verify_threads: 2,
                 heartbeat_ms: 5000,
+                keys: vec![crate::KeySummary {
+                    key_id: KeyId::new("k"),
+                    family: crate::KeyFamily::Ec,
+                    detail: "P-256".into(),
+                    fingerprint: "ab".repeat(32),
+                }],
             }),
         ] {
             let event = Event::new(id, "test", kind).traced(Some(

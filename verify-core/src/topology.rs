@@ -14,6 +14,10 @@ pub struct Topology {
     pub dead_letter_queue: String,
     /// The lifecycle event log (a RabbitMQ stream): `<request_queue>.events`.
     pub events_stream: String,
+    /// The fanout exchange over which workers hear each other's heartbeats
+    /// (which keys each serves): `<request_queue>.workers`; each worker
+    /// binds an exclusive queue `<request_queue>.workers.<uuid>` to it.
+    pub workers_exchange: String,
 }
 
 impl Topology {
@@ -22,6 +26,7 @@ impl Topology {
             request_queue: request_queue.to_owned(),
             dead_letter_queue: format!("{request_queue}.dead"),
             events_stream: format!("{request_queue}.events"),
+            workers_exchange: format!("{request_queue}.workers"),
         }
     }
 }

@@ -1,7 +1,15 @@
 //! The verification entry point: resolve the key, apply policy, verify.
+//!
+//! The keys can be replaced while verifications run ([`Verifier::replace_keys`]):
+//! each verification reads one registry from start to end, the old one or
+//! the new one, never a mix, and nothing waits on a lock.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use crate::backend::{Backend, Used};
-use crate::{Algorithm, KeyId, KeyRegistry};
+use crate::{Algorithm, KeyFamily, KeyId, KeyRegistry};
 
 /// The outcome of checking a signature that could be checked.
 ///
@@ -27,6 +35,13 @@ pub enum VerifyError {
     NoDefaultKey,
     #[error("{0} is a legacy algorithm and legacy digests are disabled")]
     AlgorithmDisabled(Algorithm),
+    #[error("key {key_id:?} is an {key} key; {algorithm} needs an {needs} key")]
+    KeyAlgorithmMismatch {
+        key_id: KeyId,
+        key: KeyFamily,
+        algorithm: Algorithm,
+        needs: KeyFamily,
+    },
 }
 
 impl VerifyError {
@@ -35,6 +50,7 @@ impl VerifyError {
         match self {
             VerifyError::UnknownKey(_) | VerifyError::NoDefaultKey => "unknown_key",
             VerifyError::AlgorithmDisabled(_) => "algorithm_disabled",
+            VerifyError::KeyAlgorithmMismatch { .. } => "key_algorithm_mismatch",
         }
     }
 }
@@ -42,7 +58,7 @@ impl VerifyError {
 /// Keys, backend and policy; shared by all verification threads.
 #[derive(Debug)]
 pub struct Verifier {
-    keys: KeyRegistry,
+    keys: ArcSwap<KeyRegistry>,
     backend: Backend,
     allow_legacy: bool,
 }
@@ -50,14 +66,21 @@ pub struct Verifier {
 impl Verifier {
     pub fn new(keys: KeyRegistry, backend: Backend, allow_legacy: bool) -> Self {
         Verifier {
-            keys,
+            keys: ArcSwap::from_pointee(keys),
             backend,
             allow_legacy,
         }
     }
 
-    pub fn keys(&self) -> &KeyRegistry {
-        &self.keys
+    /// The keys in use now.
+    pub fn keys(&self) -> Arc<KeyRegistry> {
+        self.keys.load_full()
+    }
+
+    /// Puts `keys` in use for every verification that starts from now on;
+    /// those already running finish with the registry they started with.
+    pub fn replace_keys(&self, keys: KeyRegistry) {
+        self.keys.store(Arc::new(keys));
     }
 
     pub fn backend(&self) -> Backend {
@@ -75,10 +98,19 @@ impl Verifier {
         if algorithm.is_legacy() && !self.allow_legacy {
             return Err(VerifyError::AlgorithmDisabled(algorithm));
         }
-        let (key_id, key) = self.keys.resolve(key_id).ok_or_else(|| match key_id {
+        let keys = self.keys.load();
+        let (key_id, key) = keys.resolve(key_id).ok_or_else(|| match key_id {
             Some(id) => VerifyError::UnknownKey(id.clone()),
             None => VerifyError::NoDefaultKey,
         })?;
+        if key.family() != algorithm.family() {
+            return Err(VerifyError::KeyAlgorithmMismatch {
+                key_id: key_id.clone(),
+                key: key.family(),
+                algorithm,
+                needs: algorithm.family(),
+            });
+        }
         let (valid, backend) = self.backend.verify(key, algorithm, document, signature);
         Ok(Verdict {
             valid,

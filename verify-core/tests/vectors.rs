@@ -1,12 +1,13 @@
 //! Known-answer vectors made by the openssl CLI and by Java's
-//! java.security.Signature (see tests/vectors/make_vectors.sh), checked with
-//! both backends, plus their tampered variants.
+//! java.security.Signature (see tests/vectors/make_vectors.sh for RSA,
+//! vectors.tsv, and make_modern_vectors.sh for ECDSA and Ed25519,
+//! modern.tsv), checked with both backends, plus their tampered variants.
 
 use std::path::{Path, PathBuf};
 
 use verify_core::backend::{self, Backend};
 use verify_core::{
-    Algorithm, KeyId, KeyLoadError, KeyRegistry, PublicKey, Verifier, VerifyError,
+    Algorithm, KeyFamily, KeyId, KeyLoadError, KeyRegistry, PublicKey, Verifier, VerifyError,
     DEFAULT_MIN_RSA_BITS,
 };
 
@@ -32,9 +33,10 @@ struct Vector {
 }
 
 fn vectors() -> Vec<Vector> {
-    let text = std::fs::read_to_string(vectors_dir().join("vectors.tsv")).unwrap();
-    text.lines()
-        .skip(1)
+    let read = |name: &str| std::fs::read_to_string(vectors_dir().join(name)).unwrap();
+    let text = [read("vectors.tsv"), read("modern.tsv")];
+    text.iter()
+        .flat_map(|t| t.lines().skip(1))
         .map(|line| {
             let f: Vec<&str> = line.split('\t').collect();
             Vector {
@@ -59,7 +61,7 @@ fn registry() -> KeyRegistry {
 fn every_vector_gets_its_expected_verdict_from_both_backends() {
     let keys = registry();
     let all = vectors();
-    assert!(all.len() > 150, "only {} vectors", all.len());
+    assert!(all.len() > 500, "only {} vectors", all.len());
     for source in ["openssl", "java"] {
         for algorithm in Algorithm::ALL {
             assert!(
@@ -69,10 +71,11 @@ fn every_vector_gets_its_expected_verdict_from_both_backends() {
             );
         }
     }
-    let docs: std::collections::HashMap<String, Vec<u8>> = ["text.txt", "empty.bin", "big.bin"]
-        .iter()
-        .map(|d| (d.to_string(), document(d)))
-        .collect();
+    let docs: std::collections::HashMap<String, Vec<u8>> =
+        ["text.txt", "empty.bin", "big.bin", "tampered.txt"]
+            .iter()
+            .map(|d| (d.to_string(), document(d)))
+            .collect();
     for v in &all {
         let key = keys.get(&v.key).unwrap();
         let doc = &docs[&v.document];
@@ -262,7 +265,113 @@ fn every_format_of_one_key_loads_to_the_same_key() {
         assert_eq!(key.bits(), 2048);
     }
     let ids: Vec<_> = reference.ids().map(|k| k.as_str().to_owned()).collect();
-    assert_eq!(ids, ["k1024", "k2048", "k3072", "k4096", "other"]);
+    assert_eq!(
+        ids,
+        ["ec256", "ec384", "ec521", "ed25519", "k1024", "k2048", "k3072", "k4096", "other"]
+    );
+}
+
+/// The fingerprints openssl computed (make_modern_vectors.sh), by key id.
+fn openssl_fingerprints() -> std::collections::HashMap<String, String> {
+    std::fs::read_to_string(vectors_dir().join("fingerprints.tsv"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (id, fp) = l.split_once('\t').unwrap();
+            (id.to_owned(), fp.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn ec_and_ed25519_keys_load_from_every_format_with_openssls_fingerprint() {
+    let reference = registry();
+    let expected = openssl_fingerprints();
+    for (id, family, detail) in [
+        ("ec256", KeyFamily::Ec, "P-256"),
+        ("ec384", KeyFamily::Ec, "P-384"),
+        ("ec521", KeyFamily::Ec, "P-521"),
+        ("ed25519", KeyFamily::Ed25519, "Ed25519"),
+    ] {
+        let key = reference.get(&KeyId::new(id)).unwrap();
+        assert_eq!((key.family(), key.detail().as_str()), (family, detail));
+        assert_eq!(key.fingerprint(), expected[id], "{id}");
+    }
+    let dir = vectors_dir().join("formats");
+    for id in ["ec256", "ed25519"] {
+        for form in ["spki.pem", "spki.der", "cert.pem", "cert.der"] {
+            let name = format!("{id}-{form}");
+            let key = verify_core::keys::load_file(&dir.join(&name), DEFAULT_MIN_RSA_BITS)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(key.fingerprint(), expected[id], "{name}");
+        }
+    }
+    let summaries = reference.summaries();
+    let ed = summaries
+        .iter()
+        .find(|s| s.key_id.as_str() == "ed25519")
+        .unwrap();
+    assert_eq!(ed.fingerprint, expected["ed25519"]);
+    assert_eq!(
+        serde_json::to_value(ed).unwrap()["family"],
+        serde_json::json!("Ed25519")
+    );
+}
+
+#[test]
+fn keys_of_families_not_served_fail_the_load_saying_why() {
+    for (name, says) in [
+        ("ed448.pem", "Ed448"),
+        ("secp256k1.pem", "curve"),
+        ("dsa.pem", "key algorithm"),
+    ] {
+        let bytes = std::fs::read(vectors_dir().join("unsupported").join(name)).unwrap();
+        let err = load_error(&[(name, &bytes)]);
+        let message = err.to_string();
+        assert!(
+            matches!(err, KeyLoadError::Invalid { .. })
+                && message.contains(name)
+                && message.contains(says),
+            "{name}: {message}"
+        );
+    }
+}
+
+#[test]
+fn a_key_of_another_family_than_the_algorithm_is_key_algorithm_mismatch() {
+    let verifier = Verifier::new(registry(), Backend::Fast, true);
+    for (key, algorithm) in [
+        ("ec256", Algorithm::Sha256WithRsa),
+        ("ec384", Algorithm::Ed25519),
+        ("k2048", Algorithm::Sha256WithEcdsa),
+        ("k2048", Algorithm::Sha256WithEcdsaP1363),
+        ("ed25519", Algorithm::Sha512WithEcdsa),
+        ("ed25519", Algorithm::Sha256WithRsaPss),
+    ] {
+        let err = verifier
+            .verify(Some(&KeyId::new(key)), algorithm, b"doc", b"sig")
+            .unwrap_err();
+        assert_eq!(err.code(), "key_algorithm_mismatch", "{key} {algorithm}");
+        let message = err.to_string();
+        assert!(
+            message.contains(key) && message.contains(algorithm.name()),
+            "{message}"
+        );
+    }
+    // Any curve serves any ECDSA digest (as in Java): not a mismatch.
+    let v = vectors()
+        .into_iter()
+        .find(|v| v.key.as_str() == "ec521" && v.algorithm == Algorithm::Sha256WithEcdsa && v.valid)
+        .unwrap();
+    let verdict = verifier
+        .verify(
+            Some(&v.key),
+            v.algorithm,
+            &document(&v.document),
+            &v.signature,
+        )
+        .unwrap();
+    assert!(verdict.valid);
 }
 
 fn load_error(files: &[(&str, &[u8])]) -> KeyLoadError {

@@ -204,6 +204,7 @@ fn event_kind() -> impl Strategy<Value = EventKind> {
                         in_flight,
                         verify_threads,
                         heartbeat_ms,
+                        keys: Vec::new(),
                     })
                 }
             ),

@@ -106,6 +106,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/signature/{id}", get(status))
         .route("/api/signature/{id}/events", get(timeline))
         .route("/api/workers", get(workers))
+        .route("/api/keys", get(keys))
         .route("/api/stats", get(stats))
         .route("/api/failures", get(failures));
     // An open gateway without rate limits admits every call as it is.
@@ -510,6 +511,11 @@ async fn failures(State(state): State<AppState>, tenant: Tenant) -> Response {
 /// Every worker heard of within the retention, online or not.
 async fn workers(State(state): State<AppState>) -> Response {
     Json(serde_json::json!({ "workers": state.workers.list() })).into_response()
+}
+
+/// The keys the online workers serve, from their heartbeats.
+async fn keys(State(state): State<AppState>) -> Response {
+    Json(serde_json::json!({ "keys": state.workers.keys() })).into_response()
 }
 
 async fn ready(State(state): State<AppState>) -> Response {

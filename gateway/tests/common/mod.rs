@@ -39,7 +39,7 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-fn vectors() -> PathBuf {
+pub fn vectors() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../verify-core/tests/vectors")
 }
 

@@ -18,6 +18,13 @@
 //!   request in the message is answered `failed` (`delivery_limit`) and the
 //!   message dead-lettered; should that delivery crash its worker too, a
 //!   quorum queue's `x-delivery-limit` dead-letters it.
+//! - A request for a key this worker does not have, which another live
+//!   worker serves (it says so in its heartbeats: a key rotation reached
+//!   it first), goes back to the queue the same way, counted, for another
+//!   worker to take; only while one more delivery would still verify (two
+//!   under the limit), so the last worker to take it answers
+//!   `unknown_key`. A key no live worker serves is answered `unknown_key`
+//!   at once.
 //! - A request older than the retention (its id has expired) is
 //!   dead-lettered (`expired`) instead of verified; the queue's
 //!   `x-message-ttl` does the same for requests still waiting in it.
@@ -32,14 +39,15 @@ use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use serde_json::value::RawValue;
 use verify_core::{
-    join_batch, now_ms, split_batch, DeliveryInfo, ErrorBody, Event, EventKind, RequestId,
-    Topology, VerifyRequest,
+    join_batch, now_ms, split_batch, DeliveryInfo, ErrorBody, Event, EventKind, KeyId, RequestId,
+    Topology, VerifyError, VerifyRequest,
 };
 
 use telemetry::trace::TRACEPARENT;
 use tracing::Instrument as _;
 
 use crate::heartbeat::WorkerStats;
+use crate::peers::Peers;
 use crate::pool::VerifyPool;
 
 /// How many times the messages' earlier copies were given back.
@@ -62,6 +70,8 @@ const HOLD_WHILE_UNPUBLISHABLE: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct Handler {
     pub pool: VerifyPool,
+    /// Which keys the other live workers serve.
+    pub peers: Arc<Peers>,
     /// The results connection: verdicts (through `events`), dead letters
     /// and requeued copies.
     pub results: Link<Publisher>,
@@ -82,8 +92,11 @@ pub struct Handler {
 enum Settled {
     /// Verdict confirmed, or dead-lettered: done with.
     Done,
-    /// Not settled: goes back to the queue.
+    /// Not settled (its verdict was not confirmed): goes back to the queue.
     Retry,
+    /// Its key is served by another worker and not this one: goes back to
+    /// the queue for that worker.
+    HandOff,
 }
 
 impl Handler {
@@ -145,10 +158,14 @@ impl Handler {
             .iter()
             .filter_map(|(_, span)| span.clone())
             .collect();
+        let unconfirmed = outcomes
+            .iter()
+            .filter(|(outcome, _)| matches!(outcome, Settled::Retry))
+            .count();
         let retry: Vec<&RawValue> = items
             .iter()
             .zip(outcomes)
-            .filter(|(_, (outcome, _))| matches!(outcome, Settled::Retry))
+            .filter(|(_, (outcome, _))| !matches!(outcome, Settled::Done))
             .map(|(raw, _)| *raw)
             .collect();
         if retry.is_empty() {
@@ -159,12 +176,22 @@ impl Handler {
             let _ = delivery.acker.ack(BasicAckOptions::default()).await;
             drop(acks);
         } else {
-            metrics::counter!("worker_publish_failures_total").increment(retry.len() as u64);
-            tracing::warn!(
-                requests = retry.len(),
-                of = items.len(),
-                "verdicts not confirmed; giving these requests back"
-            );
+            if unconfirmed > 0 {
+                metrics::counter!("worker_publish_failures_total").increment(unconfirmed as u64);
+                tracing::warn!(
+                    requests = unconfirmed,
+                    of = items.len(),
+                    "verdicts not confirmed; giving these requests back"
+                );
+            }
+            let handed = retry.len() - unconfirmed;
+            if handed > 0 {
+                metrics::counter!("worker_key_handoffs_total").increment(handed as u64);
+                tracing::info!(
+                    requests = handed,
+                    "keys served by another worker, not this one; giving these requests back"
+                );
+            }
             let body = if retry.len() == items.len() {
                 delivery.data.clone()
             } else {
@@ -268,13 +295,9 @@ impl Handler {
                 Err(_) => Settled::Retry,
             };
         }
-        match self
-            .verify_and_publish(request, returned, traceparent)
+        self.verify_and_publish(request, returned, traceparent)
             .await
-        {
-            Ok(()) => Settled::Done,
-            Err(_) => Settled::Retry,
-        }
+            .unwrap_or(Settled::Retry)
     }
 
     /// The last delivery a message may have: every request in it is
@@ -352,19 +375,31 @@ impl Handler {
         }
     }
 
-    /// Verifies one request and appends its result event (confirmed).
+    /// Verifies one request and appends its result event (confirmed), or
+    /// hands it to another worker when its key is theirs and not ours.
     async fn verify_and_publish(
         &self,
         request: Arc<VerifyRequest>,
         returned: u32,
         traceparent: Option<String>,
-    ) -> Result<(), PublishError> {
+    ) -> Result<Settled, PublishError> {
         let info = delivery_info(returned, request.submitted_at_ms);
         let verified = self
             .pool
             .verify(request.clone())
             .instrument(telemetry::trace::step(|| tracing::info_span!("verify")))
             .await;
+        if let Ok((Err(VerifyError::UnknownKey(_) | VerifyError::NoDefaultKey), _)) = &verified {
+            let wanted = request
+                .key_id
+                .clone()
+                .unwrap_or_else(|| KeyId::new(KeyId::DEFAULT));
+            // One more delivery must still verify (not answer `delivery_limit`).
+            if returned.saturating_add(1) < self.delivery_limit && self.peers.serve(&wanted) {
+                tracing::debug!(key_id = %wanted, "key served by another worker: handing over");
+                return Ok(Settled::HandOff);
+            }
+        }
         let kind = match verified {
             Ok((Ok(verdict), took)) => {
                 let outcome = if verdict.valid { "valid" } else { "invalid" };
@@ -412,6 +447,7 @@ impl Handler {
                 tracing::info_span!("publish_result")
             }))
             .await
+            .map(|()| Settled::Done)
     }
 
     /// Tells the gateways (best effort: the dead letter itself is what

@@ -1,17 +1,20 @@
 //! The AWS-LC backend: keys parsed once per algorithm at load time.
 //!
-//! It works on its own form of a key ([`FastKey`], made from the `rsa`
-//! crate's); the key registry holds one beside each key, and this module
-//! knows nothing of the registry.
+//! It works on its own form of a key ([`FastKey`], made from the canonical
+//! SubjectPublicKeyInfo the key registry hands it); the registry holds one
+//! beside each key, and this module knows nothing of the registry.
+//!
+//! ECDSA is verified with AWS-LC's ASN.1 (DER) parameters for every curve
+//! and digest pair; a P1363 (raw r‖s) signature is re-encoded as DER first,
+//! since AWS-LC has fixed-length parameters for only some of the pairs.
 
-use aws_lc_rs::signature::{self, ParsedPublicKey, RsaParameters};
-use rsa::pkcs8::EncodePublicKey;
+use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
 
-use crate::Algorithm;
+use crate::{Algorithm, Curve, Digest, Scheme, SignatureEncoding};
 
-/// The algorithms AWS-LC verifies here, in the order of [`FastKey::parsed`].
-/// Legacy digests are left to the `rsa` backend on purpose: AWS-LC has no MD5.
-const FAST: [(Algorithm, &RsaParameters); 6] = [
+/// The RSA algorithms AWS-LC verifies here. Legacy digests are left to the
+/// `rsa` backend on purpose: AWS-LC has no MD5.
+const RSA: [(Algorithm, &signature::RsaParameters); 6] = [
     (
         Algorithm::Sha256WithRsa,
         &signature::RSA_PKCS1_2048_8192_SHA256,
@@ -38,28 +41,83 @@ const FAST: [(Algorithm, &RsaParameters); 6] = [
     ),
 ];
 
-/// One parsed AWS-LC key per supported algorithm (`None` where AWS-LC refuses
-/// the key, e.g. under 2048 bits).
+/// The ECDSA algorithms, both encodings of each digest.
+const ECDSA: [Algorithm; 6] = [
+    Algorithm::Sha256WithEcdsa,
+    Algorithm::Sha384WithEcdsa,
+    Algorithm::Sha512WithEcdsa,
+    Algorithm::Sha256WithEcdsaP1363,
+    Algorithm::Sha384WithEcdsaP1363,
+    Algorithm::Sha512WithEcdsaP1363,
+];
+
+/// AWS-LC's DER parameters for a curve and digest.
+fn ecdsa_params(curve: Curve, digest: Digest) -> Option<&'static dyn VerificationAlgorithm> {
+    Some(match (curve, digest) {
+        (Curve::P256, Digest::Sha256) => &signature::ECDSA_P256_SHA256_ASN1,
+        (Curve::P256, Digest::Sha384) => &signature::ECDSA_P256_SHA384_ASN1,
+        (Curve::P256, Digest::Sha512) => &signature::ECDSA_P256_SHA512_ASN1,
+        (Curve::P384, Digest::Sha256) => &signature::ECDSA_P384_SHA256_ASN1,
+        (Curve::P384, Digest::Sha384) => &signature::ECDSA_P384_SHA384_ASN1,
+        (Curve::P384, Digest::Sha512) => &signature::ECDSA_P384_SHA512_ASN1,
+        (Curve::P521, Digest::Sha256) => &signature::ECDSA_P521_SHA256_ASN1,
+        (Curve::P521, Digest::Sha384) => &signature::ECDSA_P521_SHA384_ASN1,
+        (Curve::P521, Digest::Sha512) => &signature::ECDSA_P521_SHA512_ASN1,
+        _ => return None,
+    })
+}
+
+/// One parsed AWS-LC key per algorithm it verifies (none where AWS-LC
+/// refuses the key, e.g. RSA under 2048 bits).
 pub struct FastKey {
-    parsed: [Option<ParsedPublicKey>; 6],
+    parsed: Vec<(Algorithm, ParsedPublicKey)>,
+    /// The curve of an EC key (to re-encode P1363 signatures).
+    curve: Option<Curve>,
 }
 
 impl FastKey {
-    pub(crate) fn new(rsa: &rsa::RsaPublicKey) -> Self {
+    /// An RSA key of `bits` bits, from its SubjectPublicKeyInfo DER.
+    pub(crate) fn rsa(bits: usize, spki: &[u8]) -> Self {
         // AWS-LC parses smaller keys but then refuses every signature under
         // them, so the size range of its parameters is enforced here.
-        let bits = rsa::traits::PublicKeyParts::n(rsa).bits();
-        if !(2048..=8192).contains(&bits) {
-            return FastKey {
-                parsed: Default::default(),
-            };
-        }
-        let der = rsa
-            .to_public_key_der()
-            .map(|d| d.into_vec())
-            .unwrap_or_default();
+        let parsed = if (2048..=8192).contains(&bits) {
+            RSA.iter()
+                .filter_map(|(a, params)| Some((*a, ParsedPublicKey::new(*params, spki).ok()?)))
+                .collect()
+        } else {
+            Vec::new()
+        };
         FastKey {
-            parsed: FAST.map(|(_, params)| ParsedPublicKey::new(params, &der).ok()),
+            parsed,
+            curve: None,
+        }
+    }
+
+    /// An EC key on `curve`, from its SubjectPublicKeyInfo DER.
+    pub(crate) fn ec(curve: Curve, spki: &[u8]) -> Self {
+        let parsed = ECDSA
+            .iter()
+            .filter_map(|a| {
+                let params = ecdsa_params(curve, a.digest()?)?;
+                Some((*a, ParsedPublicKey::new(params, spki).ok()?))
+            })
+            .collect();
+        FastKey {
+            parsed,
+            curve: Some(curve),
+        }
+    }
+
+    /// An Ed25519 key, from its 32 bytes.
+    pub(crate) fn ed25519(key: &[u8; 32]) -> Self {
+        let parsed = ParsedPublicKey::new(&signature::ED25519, key)
+            .ok()
+            .map(|p| (Algorithm::Ed25519, p))
+            .into_iter()
+            .collect();
+        FastKey {
+            parsed,
+            curve: None,
         }
     }
 }
@@ -71,7 +129,34 @@ pub fn verify(
     message: &[u8],
     signature: &[u8],
 ) -> Option<bool> {
-    let slot = FAST.iter().position(|(a, _)| *a == algorithm)?;
-    let parsed = key.parsed[slot].as_ref()?;
+    let (_, parsed) = key.parsed.iter().find(|(a, _)| *a == algorithm)?;
+    if algorithm.scheme() == Scheme::Ecdsa(SignatureEncoding::P1363) {
+        let Some(der) = p1363_to_der(key.curve?, signature) else {
+            return Some(false);
+        };
+        return Some(parsed.verify_sig(message, &der).is_ok());
+    }
     Some(parsed.verify_sig(message, signature).is_ok())
+}
+
+/// A raw r‖s signature as DER; `None` when it is not one (wrong length, r
+/// or s zero or not under the curve's order).
+fn p1363_to_der(curve: Curve, signature: &[u8]) -> Option<Vec<u8>> {
+    Some(match curve {
+        Curve::P256 => p256::ecdsa::Signature::from_slice(signature)
+            .ok()?
+            .to_der()
+            .as_bytes()
+            .to_vec(),
+        Curve::P384 => p384::ecdsa::Signature::from_slice(signature)
+            .ok()?
+            .to_der()
+            .as_bytes()
+            .to_vec(),
+        Curve::P521 => p521::ecdsa::Signature::from_slice(signature)
+            .ok()?
+            .to_der()
+            .as_bytes()
+            .to_vec(),
+    })
 }

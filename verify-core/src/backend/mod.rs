@@ -1,8 +1,10 @@
 //! Verification backends behind one API.
 //!
-//! - [`rust`]: the `rsa` crate, pure Rust. The reference, and the only one
-//!   that handles the legacy digests (MD5, SHA-1) and keys under 2048 bits.
-//! - [`aws_lc`] (feature `aws-lc`, on by default): AWS-LC, about 10x faster.
+//! - [`rust`]: pure Rust (`rsa`, `p256` / `p384` / `p521`, `ed25519-dalek`).
+//!   The reference, and the only one that handles the legacy digests (MD5,
+//!   SHA-1) and RSA keys under 2048 bits.
+//! - [`aws_lc`] (feature `aws-lc`, on by default): AWS-LC, several times
+//!   faster (verify-core/README.md has the figures).
 //!
 //! [`Backend::Fast`] uses AWS-LC wherever it supports the (key, algorithm)
 //! pair and falls back to `rsa` otherwise; the differential tests hold both
@@ -20,10 +22,10 @@ use crate::{Algorithm, PublicKey};
 /// Which backend a [`crate::Verifier`] prefers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
-    /// AWS-LC where it supports the algorithm and key size, `rsa` elsewhere.
+    /// AWS-LC where it supports the algorithm and key size, pure Rust elsewhere.
     #[default]
     Fast,
-    /// The `rsa` crate for everything.
+    /// The pure-Rust crates for everything.
     Rust,
 }
 

@@ -6,7 +6,7 @@
 #   bash verify-core/tests/vectors/make_vectors.sh
 set -euo pipefail
 cd "$(dirname "$0")"
-rm -rf private keys formats docs vectors.tsv
+rm -rf private keys formats docs vectors.tsv modern.tsv
 mkdir -p private keys formats docs
 
 for bits in 1024 2048 3072 4096; do
@@ -73,3 +73,5 @@ for key in k1024 k2048 k3072 k4096; do
   java Sign.java private/$key.pk8.der $key docs >> vectors.tsv
 done
 echo "wrote $(($(wc -l < vectors.tsv) - 1)) vectors"
+# ECDSA and Ed25519: their own keys and modern.tsv.
+bash make_modern_vectors.sh
