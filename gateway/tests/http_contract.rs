@@ -170,7 +170,7 @@ async fn bad_input_gets_its_status_and_code() {
         (
             "unknown algorithm",
             Some("application/json"),
-            br#"{"hexSignature":"ab","text":"x","algorithm":"SHA256withECDSA"}"#.to_vec(),
+            br#"{"hexSignature":"ab","text":"x","algorithm":"SHA256withDSA"}"#.to_vec(),
             400,
             "unknown_algorithm",
         ),

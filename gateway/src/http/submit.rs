@@ -374,7 +374,7 @@ mod tests {
                     )
                     // Some lower-cased: names match case-insensitively.
                     .prop_map(|n| if n.len() % 2 == 0 { n.to_lowercase() } else { n.to_owned() }),
-                    1 => prop::sample::select(vec!["RSA", "SHA256withECDSA", ""])
+                    1 => prop::sample::select(vec!["RSA", "SHA256withDSA", ""])
                         .prop_map(str::to_owned),
                 ]
                 .boxed(),
