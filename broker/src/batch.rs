@@ -6,7 +6,8 @@
 //! alone, uncopied; readers take both, see `verify_core::split_batch`). When nothing is in flight an item goes at
 //! once (at low load a batch is one item and nothing waits). When batches
 //! are in flight, the next one gathers items until one of them is confirmed
-//! or `linger` passes, whichever is first: under load the batches grow by
+//! or `linger` passes, whichever is first, but no sooner than `gather`
+//! (BATCH_GATHER, 0 by default): under load the batches grow by
 //! themselves and the broker handles one message (one publish, one delivery,
 //! one ack) per batch instead of one per item, while a single slow confirm
 //! holds up only its own batch, never the ones after it. The gateway batches
@@ -37,6 +38,9 @@ pub struct BatchLimits {
     pub in_flight: usize,
     /// Longest a batch gathers items while others are in flight.
     pub linger: Duration,
+    /// Shortest a batch gathers items while others are in flight (0: it
+    /// goes as soon as one of them settles). Up to `linger`.
+    pub gather: Duration,
     /// How long a batch whose connection dropped may wait for the next
     /// connection to be published again (then it fails).
     pub retry_for: Duration,
@@ -51,6 +55,7 @@ impl BatchLimits {
         max_bytes: 1 << 20,
         in_flight: 8,
         linger: Duration::from_millis(2),
+        gather: Duration::ZERO,
         retry_for: Duration::from_secs(5),
         queued: 4096,
     };
@@ -148,7 +153,10 @@ async fn run(
         };
         // Others in flight: gather until one of them settles (bounded).
         if slots.available_permits() + 1 < limits.in_flight.max(1) {
+            let opened = tokio::time::Instant::now();
             let _ = tokio::time::timeout(limits.linger, settled.notified()).await;
+            let gather = limits.gather.min(limits.linger);
+            tokio::time::sleep_until(opened + gather).await;
         }
         // The message's size as it will be sent: items, commas, brackets.
         let mut bytes = first.json.len() + 2;

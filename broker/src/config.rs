@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::BatchLimits;
+
 #[derive(Debug, Clone, Args)]
 pub struct BrokerArgs {
     /// RabbitMQ URL (the vhost is URL-encoded: %2f is "/"), or a
@@ -54,6 +56,22 @@ pub struct BrokerArgs {
     #[arg(long, env = "MAX_QUEUE_LENGTH", default_value_t = 100_000)]
     pub max_queue_length: u32,
 
+    /// Longest a batch of requests or events gathers items while other
+    /// batches await their confirms (more: bigger batches, fewer broker
+    /// messages, a longer wait for each item).
+    #[arg(long, env = "BATCH_LINGER", default_value = "2ms", value_parser = humantime::parse_duration)]
+    pub batch_linger: Duration,
+
+    /// Shortest a batch gathers items while others await their confirms
+    /// (0: it goes as soon as one of them settles); at most BATCH_LINGER.
+    #[arg(long, env = "BATCH_GATHER", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub batch_gather: Duration,
+
+    /// Batches of one kind awaiting their confirms at once (fewer: bigger
+    /// batches, but a slow confirm holds up more behind it).
+    #[arg(long, env = "BATCH_IN_FLIGHT", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub batch_in_flight: u16,
+
     /// PEM file of the CA(s) that signed the broker's certificate, trusted
     /// for `amqps://` URLs besides the system's roots (a private CA).
     #[arg(long, env = "AMQP_CA_FILE")]
@@ -97,7 +115,54 @@ impl BrokerArgs {
         }
     }
 
+    /// [`BatchLimits::DEFAULT`] with this process's linger, gather time and
+    /// batches in flight.
+    pub fn batch_limits(&self) -> BatchLimits {
+        BatchLimits {
+            linger: self.batch_linger,
+            gather: self.batch_gather,
+            in_flight: usize::from(self.batch_in_flight),
+            ..BatchLimits::DEFAULT
+        }
+    }
+
     pub fn topology(&self) -> verify_core::Topology {
         verify_core::Topology::new(&self.request_queue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        broker: BrokerArgs,
+    }
+
+    #[test]
+    fn batching_knobs_reach_the_batch_limits() {
+        let defaults = Cli::parse_from(["x"]).broker.batch_limits();
+        assert_eq!(defaults.linger, Duration::from_millis(2));
+        assert_eq!(defaults.gather, Duration::ZERO);
+        assert_eq!(defaults.in_flight, 8);
+        let set = Cli::parse_from([
+            "x",
+            "--batch-linger",
+            "6ms",
+            "--batch-gather",
+            "4ms",
+            "--batch-in-flight",
+            "2",
+        ])
+        .broker
+        .batch_limits();
+        assert_eq!(set.linger, Duration::from_millis(6));
+        assert_eq!(set.gather, Duration::from_millis(4));
+        assert_eq!(set.in_flight, 2);
+        assert_eq!(set.max_items, BatchLimits::DEFAULT.max_items);
+        assert!(Cli::try_parse_from(["x", "--batch-in-flight", "0"]).is_err());
     }
 }

@@ -53,6 +53,7 @@ impl Application {
             settings: config.broker.queue_settings(),
             confirm_timeout: config.broker.confirm_timeout,
             max_message_bytes: config.max_message_bytes,
+            batching: config.broker.batch_limits(),
             identity: identity.clone(),
         };
         let (submitter, publish_task) = Submitter::spawn(target, unanswered.clone(), links.clone());

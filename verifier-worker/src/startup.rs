@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use broker::{BatchLimits, BatchPublisher, Link};
+use broker::{BatchPublisher, Link};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use verify_core::Verifier;
@@ -88,7 +88,7 @@ impl Worker {
             results.clone(),
             topology.events_stream.clone(),
             "events",
-            BatchLimits::DEFAULT,
+            config.broker.batch_limits(),
         );
         let stats = Arc::new(WorkerStats::default());
         let keys_changed = Arc::new(Notify::new());

@@ -49,6 +49,8 @@ pub struct Target {
     pub confirm_timeout: std::time::Duration,
     /// Largest message the broker takes.
     pub max_message_bytes: usize,
+    /// How requests and events are batched (linger, batches in flight).
+    pub batching: BatchLimits,
     pub identity: Arc<str>,
 }
 
@@ -64,6 +66,7 @@ impl Submitter {
             settings,
             confirm_timeout,
             max_message_bytes,
+            batching,
             identity,
         } = target;
         let topo = topology.clone();
@@ -87,16 +90,16 @@ impl Submitter {
             BatchLimits {
                 max_items: REQUEST_BATCH_ITEMS,
                 // A batch never grows past what the broker takes.
-                max_bytes: BatchLimits::DEFAULT.max_bytes.min(max_message_bytes),
+                max_bytes: batching.max_bytes.min(max_message_bytes),
                 retry_for: confirm_timeout,
-                ..BatchLimits::DEFAULT
+                ..batching
             },
         );
         let events = BatchPublisher::spawn(
             link.clone(),
             topology.events_stream.clone(),
             "events",
-            BatchLimits::DEFAULT,
+            batching,
         );
         (
             Submitter {

@@ -1,0 +1,97 @@
+//! The batch publisher's gathering rule, against the real broker on
+//! 127.0.0.1:5672 (AMQP_URL to change it), on queues of its own: an item
+//! with nothing in flight goes at once; one that comes while another batch
+//! awaits its confirm waits at least `gather` (BATCH_GATHER) before it is
+//! sent, and with `gather` 0 it goes as soon as that batch settles.
+
+use std::time::{Duration, Instant};
+
+use broker::{BatchLimits, BatchPublisher, Endpoint, Link, QueueSettings, QueueType};
+use tokio_util::sync::CancellationToken;
+use verify_core::Topology;
+
+fn url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// A publisher to a queue of its own (a unique name, as in every test of
+/// the workspace).
+async fn publisher(limits: BatchLimits, stop: &CancellationToken) -> BatchPublisher {
+    let topology = Topology::new(&format!("batch-test.{}", uuid::Uuid::new_v4()));
+    let settings = QueueSettings {
+        queue_type: QueueType::Classic,
+        max_queue_length: None,
+        retention: Duration::from_secs(60),
+        delivery_limit: 5,
+    };
+    let queue = topology.request_queue.clone();
+    let (link, _task) = Link::spawn(
+        Endpoint::plain(&url()),
+        "batch test".into(),
+        stop.clone(),
+        move |session| {
+            let topology = topology.clone();
+            let settings = settings.clone();
+            async move {
+                broker::declare_topology(&session.connection, &topology, &settings).await?;
+                broker::publisher::serve(session, Duration::from_secs(5)).await
+            }
+        },
+    );
+    assert!(
+        link.wait_usable(Duration::from_secs(20)).await,
+        "no broker at {}",
+        url()
+    );
+    BatchPublisher::spawn(link, queue, "test", limits)
+}
+
+/// How long the first and the second of two items published back to back
+/// took to be confirmed.
+async fn two_items(limits: BatchLimits) -> (Duration, Duration) {
+    let stop = CancellationToken::new();
+    let publisher = publisher(limits, &stop).await;
+    // The first publish of a channel is the slowest: not measured.
+    publisher.publish(&b"{}"[..]).await.unwrap();
+    let started = Instant::now();
+    let first = {
+        let publisher = publisher.clone();
+        tokio::spawn(async move {
+            publisher.publish(&b"{\"n\":1}"[..]).await.unwrap();
+            started.elapsed()
+        })
+    };
+    tokio::task::yield_now().await;
+    // Queued right behind the first, which is then in flight.
+    publisher.publish(&b"{\"n\":2}"[..]).await.unwrap();
+    let second = started.elapsed();
+    let first = first.await.unwrap();
+    stop.cancel();
+    (first, second)
+}
+
+const GATHER: Duration = Duration::from_millis(400);
+
+#[tokio::test]
+async fn an_item_behind_a_batch_in_flight_waits_the_gather_time() {
+    let (first, second) = two_items(BatchLimits {
+        gather: GATHER,
+        linger: Duration::from_secs(1),
+        ..BatchLimits::DEFAULT
+    })
+    .await;
+    assert!(first < GATHER, "the first item waited: {first:?}");
+    assert!(second >= GATHER, "the second went after {second:?}");
+}
+
+#[tokio::test]
+async fn without_gather_an_item_goes_once_the_batch_ahead_settles() {
+    let (first, second) = two_items(BatchLimits {
+        gather: Duration::ZERO,
+        linger: Duration::from_secs(1),
+        ..BatchLimits::DEFAULT
+    })
+    .await;
+    // Well under the gather time of the test above, on a loaded machine too.
+    assert!(first < GATHER && second < GATHER, "{first:?} {second:?}");
+}

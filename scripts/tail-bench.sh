@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The project's half of ../shared/bench/compare.sh, with CPU accounting:
+# one gateway and two workers on their defaults, on a fresh request queue of
+# the local RabbitMQ, driven by compare.sh's own load driver (loadcheck):
+# a closed loop (64 clients, long-poll), then an open loop at a share of the
+# throughput the closed loop reached (or at a fixed --rate). For each phase
+# it prints loadcheck's JSON line and the CPU each process used per verified
+# request (broker, gateway, workers, the driver itself), from /proc.
+#
+#   scripts/tail-bench.sh [--bin DIR] [--duration S] [--open-pct P[,P...]]
+#                         [--open-duration S] [--rate R]
+#                         [--gateway-env "K=V ..."] [--worker-env "K=V ..."]
+#
+# --bin: the release binaries to run (default target/release, built first);
+# point it at another build's target/release to compare builds in one sitting.
+# --gateway-env / --worker-env: extra environment for those processes (e.g.
+# TOKIO_WORKER_THREADS=1), to compare settings in one sitting.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+B=$ROOT/../shared/bench
+BIN="" DUR=20 PCTS=60 ODUR=60 RATE="" GENV="" WENV=""
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --bin) BIN=$2; shift 2 ;;
+    --duration) DUR=$2; shift 2 ;;
+    --open-pct) PCTS=$2; shift 2 ;;
+    --open-duration) ODUR=$2; shift 2 ;;
+    --rate) RATE=$2; shift 2 ;;
+    --gateway-env) GENV=$2; shift 2 ;;
+    --worker-env) WENV=$2; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) echo "tail-bench.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+ensure_broker
+if [[ -z $BIN ]]; then
+  cargo build --release --bins --quiet
+  BIN=$ROOT/target/release
+fi
+LC_TARGET=${LOADCHECK_TARGET_DIR:-${TMPDIR:-/tmp}/bench-loadcheck-target}
+cargo build -q --release --manifest-path "$B/loadcheck/Cargo.toml" --target-dir "$LC_TARGET"
+LC=$LC_TARGET/release/loadcheck
+run_dir=$(mktemp -d "${TMPDIR:-/tmp}/tail-bench-XXXX")
+pids=()
+stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done; }
+trap stop EXIT
+
+Q=tailbench.$$
+GATEWAY_ADDR=127.0.0.1:18480 REQUEST_QUEUE=$Q env $GENV "$BIN/gateway" >"$run_dir/gateway.log" 2>&1 & gw=$!; pids+=($gw)
+workers=()
+for w in 1 2; do
+  VERIFIER_KEYS_DIR=$B/keys REQUEST_QUEUE=$Q env $WENV "$BIN/verifier-worker" >"$run_dir/worker$w.log" 2>&1 & workers+=($!); pids+=($!)
+done
+for _ in $(seq 120); do curl -sf http://127.0.0.1:18480/readyz >/dev/null && break; sleep 0.5; done
+tck=$(getconf CLK_TCK)
+ticks() { local t=0; for p in "$@"; do read -r -a f < "/proc/$p/stat"; t=$((t + f[13] + f[14])); done; echo "$t"; }
+snapshot() { echo "$(ticks $(pgrep -x beam.smp)) $(ticks "$gw") $(ticks "${workers[@]}")"; }
+
+# One loadcheck run: its JSON line, then the CPU per verified request.
+phase() {
+  local label=$1; shift
+  local before after json driver
+  before=$(snapshot)
+  # `times` in a subshell: its children's CPU, the driver's own.
+  ( "$LC" --url http://127.0.0.1:18480 --warmup-s 3 --wait-param --keys "$B/keys" "$@" \
+      2>"$run_dir/lc-$label.log" | tail -n 1 >"$run_dir/$label.json"; times >"$run_dir/$label.times" )
+  after=$(snapshot)
+  json=$(cat "$run_dir/$label.json")
+  driver=$(tail -n 1 "$run_dir/$label.times")
+  python3 - "$label" "$json" "$before" "$after" "$driver" "$tck" <<'PY'
+import json, re, sys
+label, j, before, after, driver, tck = sys.argv[1:]
+r = json.loads(j)
+tck = int(tck)
+b = list(map(int, before.split())); a = list(map(int, after.split()))
+def secs(t):
+    m = re.match(r"(\d+)m([\d.]+)s", t)
+    return int(m.group(1)) * 60 + float(m.group(2))
+u, s = driver.split()
+# The whole run (warm-up included) is in the CPU figures: divide by every verified request.
+done = r["requests"] - r["errors"]
+warm = r["throughput_rps"] * 3
+n = max(1, done + warm)
+cpu = {"broker": (a[0] - b[0]) / tck, "gateway": (a[1] - b[1]) / tck, "workers": (a[2] - b[2]) / tck,
+       "driver": secs(u) + secs(s)}
+per = {k: round(v / n * 1e6) for k, v in cpu.items()}
+per["all"] = sum(per.values())
+print(f"{label:12} {r['throughput_rps']:7.0f}/s  p50 {r['e2e_p50_ms']:6.1f}  p90 {r['e2e_p90_ms']:6.1f}  "
+      f"p99 {r['e2e_p99_ms']:6.1f}  max {r['e2e_max_ms']:6.1f} ms  errors {r['errors']}  "
+      f"CPU/request us: " + " ".join(f"{k} {v}" for k, v in per.items()))
+print(json.dumps({"phase": label, "result": r, "cpu_us_per_request": per}))
+PY
+}
+
+phase closed --duration "$DUR" --concurrency 64
+capacity=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["throughput_rps"])' "$run_dir/closed.json")
+if [[ -n $RATE ]]; then
+  phase "open-$RATE" --duration "$ODUR" --rate "$RATE" --concurrency 20000
+else
+  for pct in ${PCTS//,/ }; do
+    rate=$(python3 -c "print(max(1, round($capacity * $pct / 100)))")
+    phase "open-$pct%" --duration "$ODUR" --rate "$rate" --concurrency 20000
+  done
+fi
+echo "logs: $run_dir"
