@@ -106,6 +106,18 @@ async fn verdict(gw: &Gateway, row: &Row, key: &str) -> Value {
     gw.result(&id, Duration::from_secs(30)).await
 }
 
+/// A request's last timeline event (its answer), and the whole timeline.
+async fn last_event(gw: &Gateway, id: &str) -> (Value, Value) {
+    let (_, _, timeline) = gw.get(&format!("/api/signature/{id}/events")).await;
+    let answer = timeline["events"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    (answer, timeline)
+}
+
 fn valid_row(key: &str, algorithm: &str) -> Row {
     modern_rows()
         .into_iter()
@@ -386,13 +398,7 @@ async fn a_worker_lacking_a_key_hands_the_request_to_a_worker_that_serves_it() {
         let result = gw.result(id, Duration::from_secs(30)).await;
         assert_eq!(result["status"], "completed", "{result}");
         assert_eq!(result["valid"], true, "{result}");
-        let (_, _, timeline) = gw.get(&format!("/api/signature/{id}/events")).await;
-        let answer = timeline["events"]
-            .as_array()
-            .unwrap()
-            .last()
-            .unwrap()
-            .clone();
+        let (answer, timeline) = last_event(&gw, id).await;
         assert!(
             answer["by"].as_str().unwrap().starts_with("worker@"),
             "{timeline}"
@@ -409,12 +415,6 @@ async fn a_worker_lacking_a_key_hands_the_request_to_a_worker_that_serves_it() {
         .await;
     let result = gw.result(&id, Duration::from_secs(30)).await;
     assert_eq!(result["error"]["code"], "unknown_key", "{result}");
-    let (_, _, timeline) = gw.get(&format!("/api/signature/{id}/events")).await;
-    let answer = timeline["events"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let (answer, timeline) = last_event(&gw, &id).await;
     assert_eq!(answer["attempt"].as_u64().unwrap_or(1), 1, "{timeline}");
 }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use verify_core::backend::{self, Backend};
 use verify_core::{
-    Algorithm, KeyFamily, KeyId, KeyLoadError, KeyRegistry, PublicKey, Verifier, VerifyError,
-    DEFAULT_MIN_RSA_BITS,
+    Algorithm, KeyFamily, KeyId, KeyLoadError, KeyRegistry, PublicKey, Verdict, Verifier,
+    VerifyError, DEFAULT_MIN_RSA_BITS,
 };
 
 fn vectors_dir() -> PathBuf {
@@ -53,6 +53,11 @@ fn vectors() -> Vec<Vector> {
 
 /// The vector keys, with the minimum lowered to 1024 bits: they
 /// deliberately include a legacy 1024-bit key (`k1024`).
+/// Verifies vector `v`'s document and signature under `key`.
+fn verify(verifier: &Verifier, v: &Vector, key: &KeyId) -> Result<Verdict, VerifyError> {
+    verifier.verify(Some(key), v.algorithm, &document(&v.document), &v.signature)
+}
+
 fn registry() -> KeyRegistry {
     KeyRegistry::load_dir(&vectors_dir().join("keys"), 1024).expect("vector keys load")
 }
@@ -184,14 +189,7 @@ fn fast_backend_serves_2048_bit_and_larger_sha2_and_rsa_serves_the_rest() {
         .iter()
         .filter(|v| v.document == "text.txt" && v.source == "java")
     {
-        let verdict = verifier
-            .verify(
-                Some(&v.key),
-                v.algorithm,
-                &document(&v.document),
-                &v.signature,
-            )
-            .unwrap();
+        let verdict = verify(&verifier, v, &v.key).unwrap();
         assert!(verdict.valid);
         let fast =
             cfg!(feature = "aws-lc") && !v.algorithm.is_legacy() && v.key.as_str() != "k1024";
@@ -363,14 +361,7 @@ fn a_key_of_another_family_than_the_algorithm_is_key_algorithm_mismatch() {
         .into_iter()
         .find(|v| v.key.as_str() == "ec521" && v.algorithm == Algorithm::Sha256WithEcdsa && v.valid)
         .unwrap();
-    let verdict = verifier
-        .verify(
-            Some(&v.key),
-            v.algorithm,
-            &document(&v.document),
-            &v.signature,
-        )
-        .unwrap();
+    let verdict = verify(&verifier, &v, &v.key).unwrap();
     assert!(verdict.valid);
 }
 
@@ -474,14 +465,7 @@ fn keys_under_the_minimum_fail_the_load_naming_file_size_and_minimum() {
         .find(|v| v.key.as_str() == "k1024" && v.valid && v.algorithm == Algorithm::DEFAULT)
         .unwrap();
     let verifier = Verifier::new(lowered, Backend::Fast, false);
-    let verdict = verifier
-        .verify(
-            Some(&KeyId::new("legacy")),
-            v.algorithm,
-            &document(&v.document),
-            &v.signature,
-        )
-        .unwrap();
+    let verdict = verify(&verifier, &v, &KeyId::new("legacy")).unwrap();
     assert!(verdict.valid);
 
     // The bound is inclusive: a key of exactly the minimum loads, one bit

@@ -10,7 +10,7 @@
 
 use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
 
-use crate::{Algorithm, Curve, Digest, Scheme, SignatureEncoding};
+use crate::{Algorithm, Curve, Digest, KeyFamily, Scheme, SignatureEncoding};
 
 /// The RSA algorithms AWS-LC verifies here. Legacy digests are left to the
 /// `rsa` backend on purpose: AWS-LC has no MD5.
@@ -39,16 +39,6 @@ const RSA: [(Algorithm, &signature::RsaParameters); 6] = [
         Algorithm::Sha512WithRsaPss,
         &signature::RSA_PSS_2048_8192_SHA512,
     ),
-];
-
-/// The ECDSA algorithms, both encodings of each digest.
-const ECDSA: [Algorithm; 6] = [
-    Algorithm::Sha256WithEcdsa,
-    Algorithm::Sha384WithEcdsa,
-    Algorithm::Sha512WithEcdsa,
-    Algorithm::Sha256WithEcdsaP1363,
-    Algorithm::Sha384WithEcdsaP1363,
-    Algorithm::Sha512WithEcdsaP1363,
 ];
 
 /// AWS-LC's DER parameters for a curve and digest.
@@ -95,8 +85,10 @@ impl FastKey {
 
     /// An EC key on `curve`, from its SubjectPublicKeyInfo DER.
     pub(crate) fn ec(curve: Curve, spki: &[u8]) -> Self {
-        let parsed = ECDSA
+        // Every ECDSA algorithm, both encodings of each digest.
+        let parsed = Algorithm::ALL
             .iter()
+            .filter(|a| a.family() == KeyFamily::Ec)
             .filter_map(|a| {
                 let params = ecdsa_params(curve, a.digest()?)?;
                 Some((*a, ParsedPublicKey::new(params, spki).ok()?))
