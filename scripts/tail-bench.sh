@@ -43,10 +43,12 @@ cargo build -q --release --manifest-path "$B/loadcheck/Cargo.toml" --target-dir 
 LC=$LC_TARGET/release/loadcheck
 run_dir=$(mktemp -d "${TMPDIR:-/tmp}/tail-bench-XXXX")
 pids=()
-stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done; }
-trap stop EXIT
-
 Q=tailbench.$$
+stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done; }
+# The queue and its dead-letter queue and stream go with the run.
+cleanup() { stop; for q in "$Q" "$Q.dead" "$Q.events"; do rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true; done; }
+trap cleanup EXIT
+
 GATEWAY_ADDR=127.0.0.1:18480 REQUEST_QUEUE=$Q env $GENV "$BIN/gateway" >"$run_dir/gateway.log" 2>&1 & gw=$!; pids+=($gw)
 workers=()
 for w in 1 2; do

@@ -14,10 +14,13 @@ fn url() -> String {
     std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
-/// A publisher to a queue of its own (a unique name, as in every test of
+/// A publisher to queues of their own (unique names, as in every test of
 /// the workspace).
-async fn publisher(limits: BatchLimits, stop: &CancellationToken) -> BatchPublisher {
-    let topology = Topology::new(&format!("batch-test.{}", uuid::Uuid::new_v4()));
+async fn publisher(
+    topology: Topology,
+    limits: BatchLimits,
+    stop: &CancellationToken,
+) -> BatchPublisher {
     let settings = QueueSettings {
         queue_type: QueueType::Classic,
         max_queue_length: None,
@@ -50,7 +53,8 @@ async fn publisher(limits: BatchLimits, stop: &CancellationToken) -> BatchPublis
 /// took to be confirmed.
 async fn two_items(limits: BatchLimits) -> (Duration, Duration) {
     let stop = CancellationToken::new();
-    let publisher = publisher(limits, &stop).await;
+    let topology = Topology::new(&format!("batch-test.{}", uuid::Uuid::new_v4()));
+    let publisher = publisher(topology.clone(), limits, &stop).await;
     // The first publish of a channel is the slowest: not measured.
     publisher.publish(&b"{}"[..]).await.unwrap();
     let started = Instant::now();
@@ -67,7 +71,26 @@ async fn two_items(limits: BatchLimits) -> (Duration, Duration) {
     let second = started.elapsed();
     let first = first.await.unwrap();
     stop.cancel();
+    delete_queues(&topology).await;
     (first, second)
+}
+
+/// Leaves nothing behind on the shared broker.
+async fn delete_queues(topology: &Topology) {
+    let connection = lapin::Connection::connect(&url(), lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    for queue in [
+        &topology.request_queue,
+        &topology.dead_letter_queue,
+        &topology.events_stream,
+    ] {
+        let _ = channel
+            .queue_delete(queue.as_str().into(), Default::default())
+            .await;
+    }
+    let _ = connection.close(200, "done".into()).await;
 }
 
 const GATHER: Duration = Duration::from_millis(400);
