@@ -122,6 +122,11 @@ pub async fn run(beacon: Arc<Beacon>, stop: CancellationToken) {
     let mut state = WorkerState::Online;
     let interval = beacon.identity.interval;
     let mut tick = tokio::time::interval(interval);
+    // After a refused `online` (e.g. the events stream not declared yet: no
+    // gateway has started), the next try comes after this, doubling up to
+    // the interval: soon enough that a worker started before the gateways
+    // is listed (with its keys) within moments of the first one.
+    let mut retry = Duration::from_millis(100);
     loop {
         // `online` goes as soon as the results link is up; then a beat a tick.
         let announced = state != WorkerState::Online;
@@ -138,13 +143,13 @@ pub async fn run(beacon: Arc<Beacon>, stop: CancellationToken) {
             Ok(()) => state = WorkerState::Heartbeat,
             Err(e) => {
                 tracing::debug!(error = %e, "heartbeat not confirmed");
-                // Not a hot loop when `online` is refused: wait a tick.
+                // Not a hot loop when `online` is refused: back off.
                 if !announced {
-                    tick.reset();
                     tokio::select! {
-                        _ = tick.tick() => {}
+                        _ = tokio::time::sleep(retry) => {}
                         _ = stop.cancelled() => return,
                     }
+                    retry = (retry * 2).min(interval);
                 }
             }
         }
