@@ -155,8 +155,11 @@ async fn run(
         if slots.available_permits() + 1 < limits.in_flight.max(1) {
             let opened = tokio::time::Instant::now();
             let _ = tokio::time::timeout(limits.linger, settled.notified()).await;
+            // No timer at all on the default path (gather 0).
             let gather = limits.gather.min(limits.linger);
-            tokio::time::sleep_until(opened + gather).await;
+            if !gather.is_zero() {
+                tokio::time::sleep_until(opened + gather).await;
+            }
         }
         // The message's size as it will be sent: items, commas, brackets.
         let mut bytes = first.json.len() + 2;
