@@ -535,3 +535,25 @@ fn a_key_parses_once_and_serves_every_backend() {
         Some(true)
     );
 }
+
+#[test]
+fn replaced_keys_serve_the_next_verification_and_a_held_registry_keeps_its_own() {
+    let verifier = Verifier::new(registry(), Backend::Fast, false);
+    let v = vectors()
+        .into_iter()
+        .find(|v| v.key.as_str() == "k2048" && v.valid && v.algorithm == Algorithm::DEFAULT)
+        .unwrap();
+    assert!(verify(&verifier, &v, &v.key).unwrap().valid);
+    // What a verification already running holds.
+    let held = verifier.keys();
+    // The same key under another name only: the old name is gone.
+    let dir = key_dir(&[]);
+    verifier.replace_keys(KeyRegistry::load_dir(dir.path(), DEFAULT_MIN_RSA_BITS).unwrap());
+    assert!(matches!(
+        verify(&verifier, &v, &v.key),
+        Err(VerifyError::UnknownKey(_))
+    ));
+    assert!(verify(&verifier, &v, &KeyId::new("good")).unwrap().valid);
+    assert!(held.get(&v.key).is_some());
+    assert!(held.get(&KeyId::new("good")).is_none());
+}
