@@ -11,7 +11,10 @@
 //! themselves and the broker handles one message (one publish, one delivery,
 //! one ack) per batch instead of one per item, while a single slow confirm
 //! holds up only its own batch, never the ones after it. The gateway batches
-//! requests this way and every process batches its lifecycle events.
+//! requests this way and every process batches its lifecycle events. Items
+//! nobody waits on (the gateway's `accepted` events) may also be held for a
+//! fixed time, in flight or not (`hold`): then at most one message goes per
+//! `hold`.
 //!
 //! A batch whose connection went away before its confirm (a broker node
 //! died) is published again on the next connection, within `retry_for`:
@@ -41,6 +44,11 @@ pub struct BatchLimits {
     /// Shortest a batch gathers items while others are in flight (0: it
     /// goes as soon as one of them settles). Up to `linger`.
     pub gather: Duration,
+    /// How long every batch waits for more items after its first, whatever
+    /// is in flight (0: never). For items nobody waits on, such as the
+    /// gateway's `accepted` events: the broker then handles at most one
+    /// message per `hold`, and no caller's answer is later for it.
+    pub hold: Duration,
     /// How long a batch whose connection dropped may wait for the next
     /// connection to be published again (then it fails).
     pub retry_for: Duration,
@@ -56,6 +64,7 @@ impl BatchLimits {
         in_flight: 8,
         linger: Duration::from_millis(2),
         gather: Duration::ZERO,
+        hold: Duration::ZERO,
         retry_for: Duration::from_secs(5),
         queued: 4096,
     };
@@ -151,15 +160,18 @@ async fn run(
                 None => return,
             },
         };
+        let opened = tokio::time::Instant::now();
         // Others in flight: gather until one of them settles (bounded).
         if slots.available_permits() + 1 < limits.in_flight.max(1) {
-            let opened = tokio::time::Instant::now();
             let _ = tokio::time::timeout(limits.linger, settled.notified()).await;
             // No timer at all on the default path (gather 0).
             let gather = limits.gather.min(limits.linger);
             if !gather.is_zero() {
                 tokio::time::sleep_until(opened + gather).await;
             }
+        }
+        if !limits.hold.is_zero() {
+            tokio::time::sleep_until(opened + limits.hold).await;
         }
         // The message's size as it will be sent: items, commas, brackets.
         let mut bytes = first.json.len() + 2;

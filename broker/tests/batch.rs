@@ -2,7 +2,9 @@
 //! 127.0.0.1:5672 (AMQP_URL to change it), on queues of its own: an item
 //! with nothing in flight goes at once; one that comes while another batch
 //! awaits its confirm waits at least `gather` (BATCH_GATHER) before it is
-//! sent, and with `gather` 0 it goes as soon as that batch settles.
+//! sent, and with `gather` 0 it goes as soon as that batch settles. With
+//! `hold` every batch waits that long for more items, in flight or not, so
+//! items that come within it go as one message.
 
 use std::time::{Duration, Instant};
 
@@ -117,4 +119,67 @@ async fn without_gather_an_item_goes_once_the_batch_ahead_settles() {
     .await;
     // Well under the gather time of the test above, on a loaded machine too.
     assert!(first < GATHER && second < GATHER, "{first:?} {second:?}");
+}
+
+/// How many messages the request queue holds after a warm-up item and two
+/// more, the second published `gap` after the first; and how long the first
+/// of the two took to be confirmed.
+async fn messages_for_spaced_items(limits: BatchLimits, gap: Duration) -> (u32, Duration) {
+    let stop = CancellationToken::new();
+    let topology = Topology::new(&format!("batch-test.{}", uuid::Uuid::new_v4()));
+    let publisher = publisher(topology.clone(), limits, &stop).await;
+    publisher.publish(&b"{}"[..]).await.unwrap();
+    let started = Instant::now();
+    let first = {
+        let publisher = publisher.clone();
+        tokio::spawn(async move {
+            publisher.publish(&b"{\"n\":1}"[..]).await.unwrap();
+            started.elapsed()
+        })
+    };
+    tokio::time::sleep(gap).await;
+    publisher.publish(&b"{\"n\":2}"[..]).await.unwrap();
+    let first = first.await.unwrap();
+    stop.cancel();
+    let connection = lapin::Connection::connect(&url(), lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let queue = channel
+        .queue_declare(
+            topology.request_queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let _ = connection.close(200, "done".into()).await;
+    delete_queues(&topology).await;
+    (queue.message_count(), first)
+}
+
+const HOLD: Duration = Duration::from_millis(400);
+const GAP: Duration = Duration::from_millis(100);
+
+#[tokio::test]
+async fn items_within_the_hold_go_as_one_message() {
+    let (messages, first) = messages_for_spaced_items(
+        BatchLimits {
+            hold: HOLD,
+            ..BatchLimits::DEFAULT
+        },
+        GAP,
+    )
+    .await;
+    assert_eq!(messages, 2, "the warm-up item, then both items in one");
+    assert!(first >= HOLD, "the first item went after {first:?}");
+}
+
+#[tokio::test]
+async fn without_hold_spaced_items_go_as_messages_of_their_own() {
+    let (messages, _) = messages_for_spaced_items(BatchLimits::DEFAULT, GAP).await;
+    assert_eq!(messages, 3, "the warm-up item, then one message per item");
 }

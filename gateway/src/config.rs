@@ -108,6 +108,12 @@ pub struct Config {
     #[arg(long, env = "UNANSWERED_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub unanswered_max_bytes: usize,
 
+    /// How long a gateway's `accepted` events gather before they go out
+    /// together (0: batched like requests). A 202 never waits for them;
+    /// other gateways learn of an id this much later (or from its verdict).
+    #[arg(long, env = "ACCEPTED_HOLD", default_value = "10ms", value_parser = humantime::parse_duration)]
+    pub accepted_hold: std::time::Duration,
+
     /// A token `/metrics` then requires (`Authorization: Bearer`). Unset:
     /// `/metrics` is open.
     #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]

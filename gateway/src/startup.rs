@@ -28,6 +28,8 @@ pub struct Application {
     state: AppState,
     serving: ServeOptions,
     links: CancellationToken,
+    /// To flush its `accepted` events before the links close.
+    submitter: Submitter,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -54,6 +56,7 @@ impl Application {
             confirm_timeout: config.broker.confirm_timeout,
             max_message_bytes: config.max_message_bytes,
             batching: config.broker.batch_limits(),
+            accepted_hold: config.accepted_hold,
             identity: identity.clone(),
         };
         let (submitter, publish_task) = Submitter::spawn(target, unanswered.clone(), links.clone());
@@ -137,7 +140,7 @@ impl Application {
             store,
             workers,
             stats,
-            submitter,
+            submitter: submitter.clone(),
             projection: Arc::new(projection),
             docs_dir: config.docs_dir,
             body_limit: config.body_limit_bytes,
@@ -157,6 +160,7 @@ impl Application {
             state,
             serving,
             links,
+            submitter,
             tasks: vec![publish_task, events_task, sweep_task, guard_task],
         })
     }
@@ -189,6 +193,7 @@ impl Application {
             SHUTDOWN_DEADLINE,
         )
         .await;
+        self.submitter.flush(SHUTDOWN_DEADLINE).await;
         self.links.cancel();
         let _ = tokio::time::timeout(
             SHUTDOWN_DEADLINE,

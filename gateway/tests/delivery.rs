@@ -344,3 +344,30 @@ async fn a_request_whose_verdict_never_comes_is_published_again() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn sigterm_gateway_publishes_the_accepted_events_it_holds() {
+    let env = TestEnv::new();
+    // Held far longer than the test takes to send SIGTERM.
+    let mut gw = env.gateway(&[("ACCEPTED_HOLD", "2s".to_owned())]).await;
+    let signer = Signer2048::new();
+    let bodies: Vec<Value> = (0..20)
+        .map(|n| body_for(&signer, &format!("held {n}"), false))
+        .collect();
+    let ids = submit_all(&gw, &bodies, 8).await;
+    gw.proc.signal(Signal::SIGTERM);
+    let exit = gw
+        .proc
+        .wait_exit(Duration::from_secs(15))
+        .expect("gateway did not stop");
+    assert!(exit.success(), "{exit:?}");
+    // Every id answered 202 is in the stream: other gateways learn of it.
+    let in_stream = env.stream_events(&ids).await;
+    for id in &ids {
+        assert!(
+            in_stream[id].iter().any(|e| e.contains("accepted")),
+            "{id}: {:?}",
+            in_stream[id]
+        );
+    }
+}

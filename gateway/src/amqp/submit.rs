@@ -8,6 +8,7 @@ use std::sync::Arc;
 use broker::{BatchLimits, BatchPublisher, Link, PublishError, Publisher};
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use verify_core::{Event, EventKind, RequestId, Topology, VerifyRequest};
 
 use super::unanswered::Unanswered;
@@ -39,6 +40,8 @@ pub struct Submitter {
     events: BatchPublisher,
     identity: Arc<str>,
     unanswered: Arc<Unanswered>,
+    /// The `accepted` events on their way (see [`Submitter::flush`]).
+    announcing: TaskTracker,
 }
 
 /// Where and how requests are published.
@@ -51,6 +54,9 @@ pub struct Target {
     pub max_message_bytes: usize,
     /// How requests and events are batched (linger, batches in flight).
     pub batching: BatchLimits,
+    /// How long `accepted` events gather before they go (see
+    /// [`BatchLimits::hold`]).
+    pub accepted_hold: std::time::Duration,
     pub identity: Arc<str>,
 }
 
@@ -67,6 +73,7 @@ impl Submitter {
             confirm_timeout,
             max_message_bytes,
             batching,
+            accepted_hold,
             identity,
         } = target;
         let topo = topology.clone();
@@ -99,7 +106,10 @@ impl Submitter {
             link.clone(),
             topology.events_stream.clone(),
             "events",
-            batching,
+            BatchLimits {
+                hold: accepted_hold,
+                ..batching
+            },
         );
         (
             Submitter {
@@ -108,6 +118,7 @@ impl Submitter {
                 events,
                 identity,
                 unanswered,
+                announcing: TaskTracker::new(),
             },
             task,
         )
@@ -168,12 +179,25 @@ impl Submitter {
         };
         let events = self.events.clone();
         let (id, encoded) = (accepted.id, accepted.encode());
-        tokio::spawn(async move {
+        self.announcing.spawn(async move {
             if let Err(e) = events.publish(encoded).await {
                 tracing::warn!(%id, error = %e, "accepted event not confirmed");
             }
         });
         Ok(accepted)
+    }
+
+    /// Waits (at most `within`) until the `accepted` events of every
+    /// request answered 202 so far are confirmed or failed: on shutdown,
+    /// before the links close, so none is cut off while it gathers.
+    pub async fn flush(&self, within: std::time::Duration) {
+        self.announcing.close();
+        if tokio::time::timeout(within, self.announcing.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("accepted events still unconfirmed at shutdown");
+        }
     }
 
     /// Publishes a request again (see [`Unanswered`]); whether the broker
