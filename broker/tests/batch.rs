@@ -51,9 +51,18 @@ async fn publisher(
     BatchPublisher::spawn(link, queue, "test", limits)
 }
 
-/// How long the first and the second of two items published back to back
-/// took to be confirmed.
-async fn two_items(limits: BatchLimits) -> (Duration, Duration) {
+/// What became of two items, the second published `gap` after the first
+/// (back to back when zero), a warm-up item before them.
+struct Sent {
+    /// How long the first took to be confirmed.
+    first: Duration,
+    /// How long after the first was published the second was confirmed.
+    second: Duration,
+    /// Messages the request queue then held, the warm-up item's included.
+    messages: u32,
+}
+
+async fn two_items(limits: BatchLimits, gap: Duration) -> Sent {
     let stop = CancellationToken::new();
     let topology = Topology::new(&format!("batch-test.{}", uuid::Uuid::new_v4()));
     let publisher = publisher(topology.clone(), limits, &stop).await;
@@ -67,14 +76,43 @@ async fn two_items(limits: BatchLimits) -> (Duration, Duration) {
             started.elapsed()
         })
     };
-    tokio::task::yield_now().await;
-    // Queued right behind the first, which is then in flight.
+    if gap.is_zero() {
+        // Queued right behind the first, which is then in flight.
+        tokio::task::yield_now().await;
+    } else {
+        tokio::time::sleep(gap).await;
+    }
     publisher.publish(&b"{\"n\":2}"[..]).await.unwrap();
     let second = started.elapsed();
     let first = first.await.unwrap();
     stop.cancel();
+    let messages = queue_length(&topology).await;
     delete_queues(&topology).await;
-    (first, second)
+    Sent {
+        first,
+        second,
+        messages,
+    }
+}
+
+async fn queue_length(topology: &Topology) -> u32 {
+    let connection = lapin::Connection::connect(&url(), lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let queue = channel
+        .queue_declare(
+            topology.request_queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let _ = connection.close(200, "done".into()).await;
+    queue.message_count()
 }
 
 /// Leaves nothing behind on the shared broker.
@@ -99,11 +137,14 @@ const GATHER: Duration = Duration::from_millis(400);
 
 #[tokio::test]
 async fn an_item_behind_a_batch_in_flight_waits_the_gather_time() {
-    let (first, second) = two_items(BatchLimits {
-        gather: GATHER,
-        linger: Duration::from_secs(1),
-        ..BatchLimits::DEFAULT
-    })
+    let Sent { first, second, .. } = two_items(
+        BatchLimits {
+            gather: GATHER,
+            linger: Duration::from_secs(1),
+            ..BatchLimits::DEFAULT
+        },
+        Duration::ZERO,
+    )
     .await;
     assert!(first < GATHER, "the first item waited: {first:?}");
     assert!(second >= GATHER, "the second went after {second:?}");
@@ -111,54 +152,17 @@ async fn an_item_behind_a_batch_in_flight_waits_the_gather_time() {
 
 #[tokio::test]
 async fn without_gather_an_item_goes_once_the_batch_ahead_settles() {
-    let (first, second) = two_items(BatchLimits {
-        gather: Duration::ZERO,
-        linger: Duration::from_secs(1),
-        ..BatchLimits::DEFAULT
-    })
+    let Sent { first, second, .. } = two_items(
+        BatchLimits {
+            gather: Duration::ZERO,
+            linger: Duration::from_secs(1),
+            ..BatchLimits::DEFAULT
+        },
+        Duration::ZERO,
+    )
     .await;
     // Well under the gather time of the test above, on a loaded machine too.
     assert!(first < GATHER && second < GATHER, "{first:?} {second:?}");
-}
-
-/// How many messages the request queue holds after a warm-up item and two
-/// more, the second published `gap` after the first; and how long the first
-/// of the two took to be confirmed.
-async fn messages_for_spaced_items(limits: BatchLimits, gap: Duration) -> (u32, Duration) {
-    let stop = CancellationToken::new();
-    let topology = Topology::new(&format!("batch-test.{}", uuid::Uuid::new_v4()));
-    let publisher = publisher(topology.clone(), limits, &stop).await;
-    publisher.publish(&b"{}"[..]).await.unwrap();
-    let started = Instant::now();
-    let first = {
-        let publisher = publisher.clone();
-        tokio::spawn(async move {
-            publisher.publish(&b"{\"n\":1}"[..]).await.unwrap();
-            started.elapsed()
-        })
-    };
-    tokio::time::sleep(gap).await;
-    publisher.publish(&b"{\"n\":2}"[..]).await.unwrap();
-    let first = first.await.unwrap();
-    stop.cancel();
-    let connection = lapin::Connection::connect(&url(), lapin::ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    let queue = channel
-        .queue_declare(
-            topology.request_queue.as_str().into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            Default::default(),
-        )
-        .await
-        .unwrap();
-    let _ = connection.close(200, "done".into()).await;
-    delete_queues(&topology).await;
-    (queue.message_count(), first)
 }
 
 const HOLD: Duration = Duration::from_millis(400);
@@ -166,7 +170,9 @@ const GAP: Duration = Duration::from_millis(100);
 
 #[tokio::test]
 async fn items_within_the_hold_go_as_one_message() {
-    let (messages, first) = messages_for_spaced_items(
+    let Sent {
+        first, messages, ..
+    } = two_items(
         BatchLimits {
             hold: HOLD,
             ..BatchLimits::DEFAULT
@@ -180,6 +186,6 @@ async fn items_within_the_hold_go_as_one_message() {
 
 #[tokio::test]
 async fn without_hold_spaced_items_go_as_messages_of_their_own() {
-    let (messages, _) = messages_for_spaced_items(BatchLimits::DEFAULT, GAP).await;
+    let Sent { messages, .. } = two_items(BatchLimits::DEFAULT, GAP).await;
     assert_eq!(messages, 3, "the warm-up item, then one message per item");
 }
