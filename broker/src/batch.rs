@@ -14,7 +14,9 @@
 //! requests this way and every process batches its lifecycle events. Items
 //! nobody waits on (the gateway's `accepted` events) may also be held for a
 //! fixed time, in flight or not (`hold`): then at most one message goes per
-//! `hold`.
+//! `hold`. With `compress`, a message goes zstd-compressed when that makes
+//! it smaller (`verify_core::encoding`; its readers decode it by its
+//! `content-encoding`).
 //!
 //! A batch whose connection went away before its confirm (a broker node
 //! died) is published again on the next connection, within `retry_for`:
@@ -49,6 +51,10 @@ pub struct BatchLimits {
     /// gateway's `accepted` events: the broker then handles at most one
     /// message per `hold`, and no caller's answer is later for it.
     pub hold: Duration,
+    /// Whether messages go zstd-compressed (`content-encoding: zstd`, see
+    /// `verify_core::encoding`): for the gateway's requests, whose bodies
+    /// are mostly documents.
+    pub compress: bool,
     /// How long a batch whose connection dropped may wait for the next
     /// connection to be published again (then it fails).
     pub retry_for: Duration,
@@ -65,6 +71,7 @@ impl BatchLimits {
         linger: Duration::from_millis(2),
         gather: Duration::ZERO,
         hold: Duration::ZERO,
+        compress: false,
         retry_for: Duration::from_secs(5),
         queued: 4096,
     };
@@ -212,6 +219,14 @@ async fn run(
                     &joined
                 }
             };
+            let compressed = limits
+                .compress
+                .then(|| verify_core::encoding::compress(body))
+                .flatten();
+            let (body, encoding) = match &compressed {
+                Some(compressed) => (compressed.as_slice(), Some(verify_core::encoding::ZSTD)),
+                None => (body, None),
+            };
             let headers = match batch.as_slice() {
                 [Item {
                     traceparent: Some(traceparent),
@@ -224,6 +239,7 @@ async fn run(
                 body,
                 kind,
                 headers,
+                encoding,
             };
             // Each traced item's wait for the confirm, once the message is sent.
             let mut confirming: Vec<tracing::Span> = Vec::new();
@@ -252,6 +268,8 @@ struct Message<'a> {
     body: &'a [u8],
     kind: &'static str,
     headers: Option<FieldTable>,
+    /// `content-encoding` of `body` (`None`: as it is).
+    encoding: Option<&'static str>,
 }
 
 fn traceparent_header(traceparent: &str) -> FieldTable {
@@ -277,14 +295,21 @@ async fn publish_retrying(
         body,
         kind,
         ref headers,
+        encoding,
     } = *message;
     let deadline = tokio::time::Instant::now() + retry_for;
     let mut first = true;
     loop {
         let (result, lost) = match link.current() {
             Some(publisher) => {
-                let publish =
-                    publisher.publish_observed(queue, body, kind, headers.clone(), on_sent);
+                let publish = publisher.publish_observed(
+                    queue,
+                    body,
+                    kind,
+                    headers.clone(),
+                    encoding,
+                    on_sent,
+                );
                 // A copy published again gets what is left of `retry_for`,
                 // so a caller waits at most about CONFIRM_TIMEOUT + retry_for.
                 let result = if first {

@@ -98,22 +98,29 @@ impl Publisher {
         kind: &str,
         headers: Option<FieldTable>,
     ) -> Result<(), PublishError> {
-        self.publish_observed(queue, payload, kind, headers, &mut || {})
+        self.publish_observed(queue, payload, kind, headers, None, &mut || {})
             .await
     }
 
-    /// [`Publisher::publish_with_headers`], calling `on_sent` once the
-    /// message is handed to the connection, before its confirm is awaited.
+    /// [`Publisher::publish_with_headers`] for a body in `content_encoding`
+    /// (`None`: as it is), calling `on_sent` once the message is handed to
+    /// the connection, before its confirm is awaited.
     pub async fn publish_observed(
         &self,
         queue: &str,
         payload: &[u8],
         kind: &str,
         headers: Option<FieldTable>,
+        content_encoding: Option<&str>,
         on_sent: &mut (dyn FnMut() + Send),
     ) -> Result<(), PublishError> {
         // A missing queue must be an error, not a silent drop: mandatory.
-        self.send("", queue, true, payload, kind, headers, on_sent)
+        let target = Target {
+            exchange: "",
+            routing_key: queue,
+            mandatory: true,
+        };
+        self.send(target, payload, kind, headers, content_encoding, on_sent)
             .await
     }
 
@@ -126,19 +133,26 @@ impl Publisher {
         payload: &[u8],
         kind: &str,
     ) -> Result<(), PublishError> {
-        self.send(exchange, "", false, payload, kind, None, &mut || {})
+        let target = Target {
+            exchange,
+            routing_key: "",
+            mandatory: false,
+        };
+        self.send(target, payload, kind, None, None, &mut || {})
             .await
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
-        exchange: &str,
-        routing_key: &str,
-        mandatory: bool,
+        Target {
+            exchange,
+            routing_key,
+            mandatory,
+        }: Target<'_>,
         payload: &[u8],
         kind: &str,
         headers: Option<FieldTable>,
+        content_encoding: Option<&str>,
         on_sent: &mut (dyn FnMut() + Send),
     ) -> Result<(), PublishError> {
         let mut properties = BasicProperties::default()
@@ -148,6 +162,9 @@ impl Publisher {
             .with_user_id(self.user.clone());
         if let Some(headers) = headers {
             properties = properties.with_headers(headers);
+        }
+        if let Some(encoding) = content_encoding {
+            properties = properties.with_content_encoding(ShortString::from(encoding));
         }
         let send = async {
             let pending = self
@@ -238,4 +255,12 @@ pub async fn serve(session: Session<Publisher>, confirm_timeout: Duration) -> Se
             });
         }
     }
+}
+
+/// Where a message goes: an exchange and routing key; `mandatory` makes an
+/// unroutable message an error instead of a silent drop.
+struct Target<'a> {
+    exchange: &'a str,
+    routing_key: &'a str,
+    mandatory: bool,
 }

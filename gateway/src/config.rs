@@ -114,6 +114,12 @@ pub struct Config {
     #[arg(long, env = "ACCEPTED_HOLD", default_value = "10ms", value_parser = humantime::parse_duration)]
     pub accepted_hold: std::time::Duration,
 
+    /// Whether request messages go zstd-compressed (`content-encoding:
+    /// zstd`) when that makes them smaller: the broker then writes and
+    /// syncs a third of the bytes. Workers read both.
+    #[arg(long, env = "COMPRESS_REQUESTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub compress_requests: bool,
+
     /// A token `/metrics` then requires (`Authorization: Bearer`). Unset:
     /// `/metrics` is open.
     #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]

@@ -57,6 +57,7 @@ impl Application {
             max_message_bytes: config.max_message_bytes,
             batching: config.broker.batch_limits(),
             accepted_hold: config.accepted_hold,
+            compress_requests: config.compress_requests,
             identity: identity.clone(),
         };
         let (submitter, publish_task) = Submitter::spawn(target, unanswered.clone(), links.clone());

@@ -274,8 +274,9 @@ async fn sigterm_gateway_answers_long_polls_at_once() {
 }
 
 /// Takes the next message of `queue` off the broker (acked: as a worker that
-/// then lost its verdict would have), waiting up to `timeout` for one.
-async fn take_message(env: &TestEnv, queue: &str, timeout: Duration) -> Option<Vec<u8>> {
+/// then lost its verdict would have), waiting up to `timeout` for one; its
+/// body decoded, and whether it came compressed.
+async fn take_message(env: &TestEnv, queue: &str, timeout: Duration) -> Option<(Vec<u8>, bool)> {
     let conn = env.connect().await;
     let channel = conn.create_channel().await.unwrap();
     let deadline = Instant::now() + timeout;
@@ -288,7 +289,12 @@ async fn take_message(env: &TestEnv, queue: &str, timeout: Duration) -> Option<V
             .await
             .unwrap();
         if let Some(message) = got {
-            break Some(message.delivery.data);
+            let encoding = message.delivery.properties.content_encoding().clone();
+            let encoding = encoding.as_ref().map(|e| e.as_str());
+            let body = verify_core::encoding::decode(encoding, &message.delivery.data)
+                .unwrap()
+                .into_owned();
+            break Some((body, encoding == Some("zstd")));
         }
         if Instant::now() > deadline {
             break None;
@@ -310,6 +316,9 @@ async fn a_request_whose_verdict_never_comes_is_published_again() {
     let first = take_message(&env, &env.queue, Duration::from_secs(10))
         .await
         .expect("the request is queued");
+    // Requests go compressed (COMPRESS_REQUESTS, on by default).
+    let (first, compressed) = first;
+    assert!(compressed, "the request went uncompressed");
     assert!(String::from_utf8_lossy(&first).contains(&id));
     // Not published again before VERDICT_TIMEOUT: the queue stays empty a while.
     assert_eq!(
@@ -320,7 +329,7 @@ async fn a_request_whose_verdict_never_comes_is_published_again() {
     let again = take_message(&env, &env.queue, Duration::from_secs(15))
         .await
         .expect("the gateway publishes the request again once VERDICT_TIMEOUT has passed");
-    assert_eq!(again, first, "the same request, same id");
+    assert_eq!(again.0, first, "the same request, same id");
     let (_, metrics) = gw.get_text("/metrics").await;
     let confirmed = metrics
         .lines()

@@ -389,6 +389,69 @@ async fn one_unreadable_item_is_dead_lettered_alone_and_answered_failed() {
 }
 
 #[tokio::test]
+async fn compressed_requests_are_verified_and_undecodable_ones_dead_lettered_as_they_came() {
+    let env = TestEnv::new();
+    let gw = env.gateway(&[]).await;
+    let signer = Signer2048::new();
+    let zstd = |body: &[u8]| {
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_encoding(ShortString::from("zstd"));
+        let url = env.amqp_url.clone();
+        let queue = env.queue.clone();
+        let body = body.to_vec();
+        async move { publish_to(&url, &queue, &body, properties).await.unwrap() }
+    };
+    // Poison first: bytes that are not zstd, and a few kilobytes that would
+    // decode to 2 MiB (past what a worker decodes).
+    let corrupt = b"these bytes are not zstd".to_vec();
+    let bomb = zstd::bulk::compress(&vec![b' '; 2 << 20], 19).unwrap();
+    zstd(&corrupt).await;
+    zstd(&bomb).await;
+    // Then a compressed batch, as a gateway sends it.
+    let [good, tampered] = [0; 2].map(|_| uuid::Uuid::now_v7().to_string());
+    let batch = json!([
+        wire_request(&good, "good", &signer.sign_hex(b"good"), now_ms()),
+        wire_request(
+            &tampered,
+            "tampered!",
+            &signer.sign_hex(b"tampered"),
+            now_ms()
+        ),
+    ]);
+    let compressed = verify_core::encoding::compress(&serde_json::to_vec(&batch).unwrap()).unwrap();
+    zstd(&compressed).await;
+    let _worker = env.worker("worker", &[]);
+
+    assert_eq!(
+        gw.result(&good, Duration::from_secs(20)).await["valid"],
+        true
+    );
+    assert_eq!(
+        gw.result(&tampered, Duration::from_secs(20)).await["valid"],
+        false
+    );
+    // The two undecodable messages are dead-lettered unchanged, with why.
+    let letters = env.wait_dead_letters(2).await;
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    let mut details: Vec<String> = letters
+        .iter()
+        .map(|(headers, body)| {
+            assert_eq!(
+                header_text(headers, "x-dead-reason").as_deref(),
+                Some("unreadable_request")
+            );
+            assert!(body == &corrupt || body == &bomb, "{body:?}");
+            header_text(headers, "x-dead-detail").unwrap_or_default()
+        })
+        .collect();
+    details.sort();
+    assert!(details[0].starts_with("corrupt zstd body"), "{details:?}");
+    assert!(details[1].contains("decodes to more than"), "{details:?}");
+    assert_eq!(env.queue_depth(&env.queue).await, 0);
+}
+
+#[tokio::test]
 async fn the_last_delivery_answers_failed_and_dead_letters() {
     let env = TestEnv::new();
     let gw = env.gateway(&[]).await;

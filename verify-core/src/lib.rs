@@ -12,6 +12,7 @@
 
 pub mod algorithm;
 pub mod backend;
+pub mod encoding;
 pub mod keys;
 pub mod message;
 pub mod topology;

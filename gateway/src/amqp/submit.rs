@@ -57,6 +57,8 @@ pub struct Target {
     /// How long `accepted` events gather before they go (see
     /// [`BatchLimits::hold`]).
     pub accepted_hold: std::time::Duration,
+    /// Whether request messages go compressed (see [`BatchLimits::compress`]).
+    pub compress_requests: bool,
     pub identity: Arc<str>,
 }
 
@@ -74,6 +76,7 @@ impl Submitter {
             max_message_bytes,
             batching,
             accepted_hold,
+            compress_requests,
             identity,
         } = target;
         let topo = topology.clone();
@@ -99,6 +102,7 @@ impl Submitter {
                 // A batch never grows past what the broker takes.
                 max_bytes: batching.max_bytes.min(max_message_bytes),
                 retry_for: confirm_timeout,
+                compress: compress_requests,
                 ..batching
             },
         );

@@ -5,6 +5,10 @@
 //!   once every request in it is settled: its verdict confirmed in the
 //!   events stream, or the request dead-lettered (confirmed in
 //!   `<queue>.dead`, with the reason in `x-dead-reason`).
+//! - A message is read by its `content-encoding` (a gateway's requests come
+//!   zstd-compressed, see `verify_core::encoding`); one that cannot be
+//!   decoded is dead-lettered as it came (`unreadable_request`). Copies
+//!   given back or dead-lettered after that go decoded.
 //! - Items are settled one by one. An item that cannot be read is
 //!   dead-lettered alone and, when its id can be read, answered `failed`
 //!   (`unreadable_request`); the rest of its batch is verified as usual.
@@ -115,18 +119,45 @@ impl Handler {
         if delivery.redelivered && !broker_counted {
             // This copy came back without being counted: count it.
             returned = returned.saturating_add(1);
-            if returned < self.delivery_limit {
-                self.give_back(&delivery, &delivery.data, returned).await;
+        }
+        // A compressed message (a gateway's requests) is read, given back
+        // and dead-lettered decoded; one that cannot be decoded is
+        // dead-lettered as it came, with its `content-encoding`.
+        let encoding = delivery
+            .properties
+            .content_encoding()
+            .as_ref()
+            .map(|e| e.as_str());
+        let body = match verify_core::encoding::decode(encoding, &delivery.data) {
+            Ok(body) => body,
+            Err(e) => {
+                let detail = e.to_string();
+                let raw = Body {
+                    bytes: &delivery.data,
+                    encoding,
+                };
+                self.dead_letter_message(&delivery, raw, "unreadable_request", &detail, returned)
+                    .await;
                 return;
             }
+        };
+        if delivery.redelivered && !broker_counted && returned < self.delivery_limit {
+            self.give_back(&delivery, &body, returned).await;
+            return;
         }
-        let items = match split_batch(&delivery.data) {
+        let items = match split_batch(&body) {
             Ok(items) => items,
             Err(e) => {
                 // Not even JSON: nothing in it can be answered.
                 let detail = e.to_string();
-                self.dead_letter_message(&delivery, "unreadable_request", &detail, returned)
-                    .await;
+                self.dead_letter_message(
+                    &delivery,
+                    Body::plain(&body),
+                    "unreadable_request",
+                    &detail,
+                    returned,
+                )
+                .await;
                 return;
             }
         };
@@ -138,7 +169,7 @@ impl Handler {
             None
         };
         if returned >= self.delivery_limit {
-            self.last_delivery(&delivery, &items, returned).await;
+            self.last_delivery(&delivery, &body, &items, returned).await;
             return;
         }
 
@@ -192,12 +223,14 @@ impl Handler {
                     "keys served by another worker, not this one; giving these requests back"
                 );
             }
-            let body = if retry.len() == items.len() {
-                delivery.data.clone()
+            let joined;
+            let back: &[u8] = if retry.len() == items.len() {
+                &body
             } else {
-                join_batch(retry)
+                joined = join_batch(retry);
+                &joined
             };
-            self.give_back(&delivery, &body, returned.saturating_add(1))
+            self.give_back(&delivery, back, returned.saturating_add(1))
                 .await;
         }
     }
@@ -230,7 +263,7 @@ impl Handler {
                 };
                 let dead = self
                     .dead_letter(
-                        raw.get().as_bytes(),
+                        Body::plain(raw.get().as_bytes()),
                         "unreadable_request",
                         &detail,
                         returned,
@@ -284,7 +317,12 @@ impl Handler {
                 self.retention
             );
             return match self
-                .dead_letter(raw.get().as_bytes(), "expired", &detail, returned)
+                .dead_letter(
+                    Body::plain(raw.get().as_bytes()),
+                    "expired",
+                    &detail,
+                    returned,
+                )
                 .await
             {
                 Ok(()) => {
@@ -308,7 +346,13 @@ impl Handler {
     /// count unchanged, to be answered on its next delivery; if the broker
     /// refuses the answer itself (the stream is gone), the message is
     /// dead-lettered all the same, so nothing loops.
-    async fn last_delivery(&self, delivery: &Delivery, items: &[&RawValue], returned: u32) {
+    async fn last_delivery(
+        &self,
+        delivery: &Delivery,
+        body: &[u8],
+        items: &[&RawValue],
+        returned: u32,
+    ) {
         let detail = format!(
             "delivered {} times without a confirmed verdict",
             returned.saturating_add(1)
@@ -364,14 +408,20 @@ impl Handler {
             }
         }
         if answered {
-            self.dead_letter_message(delivery, "delivery_limit", &detail, returned)
-                .await;
+            self.dead_letter_message(
+                delivery,
+                Body::plain(body),
+                "delivery_limit",
+                &detail,
+                returned,
+            )
+            .await;
             for id in ids {
                 self.tell_dead_lettered(id, "delivery_limit", returned, None)
                     .await;
             }
         } else {
-            self.give_back(delivery, &delivery.data, returned).await;
+            self.give_back(delivery, body, returned).await;
         }
     }
 
@@ -510,11 +560,12 @@ impl Handler {
     /// headers, confirmed.
     async fn dead_letter(
         &self,
-        body: &[u8],
+        body: Body<'_>,
         reason: &'static str,
         detail: &str,
         returned: u32,
     ) -> Result<(), PublishError> {
+        let Body { bytes, encoding } = body;
         let mut headers = FieldTable::default();
         let text = |s: &str| AMQPValue::LongString(LongString::from(s));
         headers.insert(ShortString::from(DEAD_REASON_HEADER), text(reason));
@@ -534,11 +585,13 @@ impl Handler {
         );
         let publisher = self.results.current().ok_or(PublishError::Disconnected)?;
         publisher
-            .publish_with_headers(
+            .publish_observed(
                 &self.topology.dead_letter_queue,
-                body,
+                bytes,
                 "dead-letter",
                 Some(headers),
+                encoding,
+                &mut || {},
             )
             .await?;
         metrics::counter!("worker_dead_lettered_total", "reason" => reason).increment(1);
@@ -550,14 +603,12 @@ impl Handler {
     async fn dead_letter_message(
         &self,
         delivery: &Delivery,
+        body: Body<'_>,
         reason: &'static str,
         detail: &str,
         returned: u32,
     ) {
-        match self
-            .dead_letter(&delivery.data, reason, detail, returned)
-            .await
-        {
+        match self.dead_letter(body, reason, detail, returned).await {
             Ok(()) => {
                 let _ = delivery.acker.ack(BasicAckOptions::default()).await;
             }
@@ -617,6 +668,22 @@ impl Handler {
                     })
                     .await;
             }
+        }
+    }
+}
+
+/// A message body and its `content-encoding` (`None`: as it is).
+#[derive(Clone, Copy)]
+struct Body<'a> {
+    bytes: &'a [u8],
+    encoding: Option<&'a str>,
+}
+
+impl<'a> Body<'a> {
+    fn plain(bytes: &'a [u8]) -> Self {
+        Body {
+            bytes,
+            encoding: None,
         }
     }
 }
