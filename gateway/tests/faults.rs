@@ -269,7 +269,14 @@ async fn a_channel_the_broker_closes_is_reopened() {
     let _worker = env.worker("worker", &[]);
     let gw = env.gateway(&[]).await;
     let signer = Signer2048::new();
-    let big = "x".repeat(100_000);
+    // Text that does not compress below the limit: requests go compressed.
+    let big = {
+        use base64::Engine as _;
+        use rand::RngCore as _;
+        let mut noise = vec![0u8; 100_000];
+        rand::thread_rng().fill_bytes(&mut noise);
+        base64::engine::general_purpose::STANDARD.encode(noise)
+    };
     let (status, _, json) = gw.post_json(&body_for(&signer, &big, false)).await;
     assert_eq!(status, 503, "{json}");
     assert_eq!(json["error"]["code"], "broker_unavailable", "{json}");

@@ -37,6 +37,14 @@ async fn metric(gw: &Gateway, name: &str) -> f64 {
     counter(&gw.get_text("/metrics").await.1, name)
 }
 
+/// Waits (up to 20 s each) for these requests' verdicts and checks them.
+async fn assert_verdicts(gw: &Gateway, expected: &[(&str, bool)]) {
+    for (id, valid) in expected {
+        let result = gw.result(id, Duration::from_secs(20)).await;
+        assert_eq!(result["valid"], *valid, "{result}");
+    }
+}
+
 #[tokio::test]
 async fn a_verdict_forged_with_the_gateways_credentials_is_ignored() {
     let worker_user = BrokerUser::create("worker");
@@ -328,14 +336,7 @@ async fn one_unreadable_item_is_dead_lettered_alone_and_answered_failed() {
     env.publish_raw(&serde_json::to_vec(&batch).unwrap()).await;
     let (_worker, port) = env.worker_with_http("worker");
 
-    assert_eq!(
-        gw.result(&good, Duration::from_secs(20)).await["valid"],
-        true
-    );
-    assert_eq!(
-        gw.result(&tampered, Duration::from_secs(20)).await["valid"],
-        false
-    );
+    assert_verdicts(&gw, &[(&good, true), (&tampered, false)]).await;
     let failed = gw.result(&unreadable, Duration::from_secs(20)).await;
     assert_eq!(failed["status"], "failed", "{failed}");
     assert_eq!(failed["error"]["code"], "unreadable_request", "{failed}");
@@ -423,14 +424,7 @@ async fn compressed_requests_are_verified_and_undecodable_ones_dead_lettered_as_
     zstd(&compressed).await;
     let _worker = env.worker("worker", &[]);
 
-    assert_eq!(
-        gw.result(&good, Duration::from_secs(20)).await["valid"],
-        true
-    );
-    assert_eq!(
-        gw.result(&tampered, Duration::from_secs(20)).await["valid"],
-        false
-    );
+    assert_verdicts(&gw, &[(&good, true), (&tampered, false)]).await;
     // The two undecodable messages are dead-lettered unchanged, with why.
     let letters = env.wait_dead_letters(2).await;
     assert_eq!(letters.len(), 2, "{letters:?}");

@@ -356,8 +356,11 @@ impl TestEnv {
         self.dead_letters().await
     }
 
-    /// Messages waiting in this test's dead-letter queue: headers and body.
-    /// They are read without being acked, so they stay in the queue.
+    /// Messages waiting in this test's dead-letter queue: headers and body,
+    /// the body decoded by its `content-encoding` when it has one that
+    /// decodes (a compressed request the broker dead-lettered), as it came
+    /// otherwise. They are read without being acked, so they stay in the
+    /// queue.
     pub async fn dead_letters(&self) -> Vec<(FieldTable, Vec<u8>)> {
         let conn = self.connect().await;
         let channel = conn.create_channel().await.unwrap();
@@ -369,7 +372,11 @@ impl TestEnv {
             .unwrap()
         {
             let headers = message.properties.headers().clone().unwrap_or_default();
-            found.push((headers, message.data.clone()));
+            let encoding = message.properties.content_encoding().clone();
+            let body =
+                verify_core::encoding::decode(encoding.as_ref().map(|e| e.as_str()), &message.data)
+                    .map_or_else(|_| message.data.clone(), |body| body.into_owned());
+            found.push((headers, body));
         }
         // Closing the channel returns every unacked message to the queue.
         let _ = conn.close(200, "done".into()).await;
