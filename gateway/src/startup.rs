@@ -153,6 +153,7 @@ impl Application {
             guard,
             metrics_token,
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1))),
+            max_in_flight: config.max_in_flight.max(1),
             body_timeout: config.body_timeout,
             request_timeout: config.request_timeout,
         });

@@ -94,22 +94,60 @@ async fn sigkill_a_worker_holding_hundreds(queue_type: &str) -> String {
     let queue_type = ("QUEUE_TYPE", queue_type.to_owned());
     let gw = env.gateway(std::slice::from_ref(&queue_type)).await;
     // Requests under the 4096-bit key with the slow backend on one thread:
-    // the first worker holds hundreds unacked when it is killed.
+    // the first worker takes 500 at once and holds hundreds unacked.
     let signer = Signer2048::with_key("k4096");
-    let (bodies, expected) = mixed_bodies(&signer, 1000, Some("big"));
-    let ids = submit_all(&gw, &bodies, 64).await;
-    assert_eq!(ids.len(), 1000);
-
     let slow = [
         ("VERIFY_BACKEND", "rust".to_owned()),
         ("VERIFY_THREADS", "1".to_owned()),
         ("PREFETCH", "500".to_owned()),
         queue_type.clone(),
     ];
-    let mut victim = env.worker("victim", &slow);
-    // As soon as it has answered once, it is mid-batch: kill it.
-    let first = gw.result(&ids[0], Duration::from_secs(30)).await;
-    assert_eq!(first["status"], "completed");
+    let (mut ids, mut expected) = (Vec::new(), Vec::new());
+    let mut victim = None::<Proc>;
+    // As soon as it has answered once it is mid-batch: stop it there. It
+    // is caught mid-batch when the broker counts messages it holds unacked
+    // and the gateway still waits on ids. A machine fast enough for it to
+    // have finished them all first gets another 1,000, at most twice more.
+    let held = loop {
+        assert!(ids.len() < 3000, "the victim was never caught mid-batch");
+        let (bodies, valid) = mixed_bodies(&signer, 1000, Some("big"));
+        let batch = submit_all(&gw, &bodies, 64).await;
+        assert_eq!(batch.len(), 1000);
+        match &victim {
+            None => victim = Some(env.worker("victim", &slow)),
+            Some(stopped) => stopped.signal(Signal::SIGCONT),
+        }
+        let first = gw.result(&batch[0], Duration::from_secs(30)).await;
+        assert_eq!(first["status"], "completed");
+        victim.as_ref().unwrap().signal(Signal::SIGSTOP);
+        ids.extend(batch);
+        expected.extend(valid);
+        // Acks and verdicts it wrote before it stopped may still be on
+        // their way: both counts are read once they hold still.
+        let counts = || async {
+            let (_, metrics) = gw.get_text("/metrics").await;
+            (
+                env.unacked(&env.queue),
+                counter(&metrics, "gateway_pending"),
+            )
+        };
+        let mut last = counts().await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = counts().await;
+            if now == last {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{now:?}: never held still");
+            last = now;
+        }
+        let (unacked, pending) = last;
+        if unacked > 0 && pending > 0.0 {
+            break unacked;
+        }
+    };
+    let mut victim = victim.unwrap();
     victim.signal(Signal::SIGKILL);
     victim
         .wait_exit(Duration::from_secs(5))
@@ -117,19 +155,29 @@ async fn sigkill_a_worker_holding_hundreds(queue_type: &str) -> String {
 
     let (_survivor, port) = env.worker_with_http_env("survivor", &[queue_type]);
     let by_worker = assert_all_complete(&gw, &ids, &expected).await;
-    assert_eq!(by_worker.values().sum::<usize>(), 1000);
+    assert_eq!(by_worker.values().sum::<usize>(), ids.len());
     assert_eq!(by_worker.len(), 2, "{by_worker:?}");
 
-    let metrics = env.worker_metrics(port).await;
-    let redelivered = counter(&metrics, "worker_redeliveries_total");
-    assert!(
-        redelivered > 0.0,
-        "the victim held nothing unacked: {metrics}"
-    );
+    // What the victim held comes back to the survivor redelivered.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let metrics = env.worker_metrics(port).await;
+        if counter(&metrics, "worker_redeliveries_total") > 0.0 {
+            break metrics;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the victim held {held} unacked, none came back: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     // No id got two different answers: the gateway keeps the first, and a
     // redelivered request's second verdict is the same anyway.
     let (_, gw_metrics) = gw.get_text("/metrics").await;
-    assert_eq!(counter(&gw_metrics, "gateway_accepted_total"), 1000.0);
+    assert_eq!(
+        counter(&gw_metrics, "gateway_accepted_total"),
+        ids.len() as f64
+    );
 
     // The timelines show the second attempts, made by the survivor.
     let mut second_attempts = 0;

@@ -78,6 +78,8 @@ pub struct App {
     pub metrics_token: Option<Arc<Tokens>>,
     /// POSTs being submitted at once (`MAX_IN_FLIGHT` permits).
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// `MAX_IN_FLIGHT`: the permits `in_flight` was made with.
+    pub max_in_flight: usize,
     /// Longest a client may take to send a body.
     pub body_timeout: Duration,
     /// Longest any call may take before it is answered 503 `timeout`.
@@ -542,6 +544,9 @@ async fn render_metrics(State(state): State<AppState>, headers: HeaderMap) -> Re
     metrics::gauge!("gateway_pending").set(state.store.pending() as f64);
     metrics::gauge!("gateway_store_entries").set(state.store.len() as f64);
     metrics::gauge!("gateway_workers_online").set(state.workers.online() as f64);
+    // POSTs holding a MAX_IN_FLIGHT permit now, read at scrape time.
+    let submitting = (state.max_in_flight).saturating_sub(state.in_flight.available_permits());
+    metrics::gauge!("gateway_submitting").set(submitting as f64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -383,6 +383,22 @@ impl TestEnv {
         found
     }
 
+    /// Messages of `queue` delivered and not yet acknowledged, as the
+    /// shared broker counts them (`rabbitmqctl list_queues`).
+    pub fn unacked(&self, queue: &str) -> u64 {
+        let listing = run(
+            "rabbitmqctl",
+            &["-q", "list_queues", "name", "messages_unacknowledged"],
+            &[],
+        );
+        listing
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .find(|(name, _)| *name == queue)
+            .and_then(|(_, n)| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{queue} not listed:\n{listing}"))
+    }
+
     /// Number of messages ready in a queue of this test.
     pub async fn queue_depth(&self, queue: &str) -> u32 {
         let conn = self.connect().await;
