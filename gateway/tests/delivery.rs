@@ -159,18 +159,16 @@ async fn sigkill_a_worker_holding_hundreds(queue_type: &str) -> String {
     assert_eq!(by_worker.len(), 2, "{by_worker:?}");
 
     // What the victim held comes back to the survivor redelivered.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let metrics = loop {
-        let metrics = env.worker_metrics(port).await;
-        if counter(&metrics, "worker_redeliveries_total") > 0.0 {
-            break metrics;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the victim held {held} unacked, none came back: {metrics}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    wait_for(
+        &format!("some of the {held} the victim held come back redelivered"),
+        Duration::from_secs(30),
+        || async {
+            let metrics = env.worker_metrics(port).await;
+            counter(&metrics, "worker_redeliveries_total") > 0.0
+        },
+    )
+    .await;
+    let metrics = env.worker_metrics(port).await;
     // No id got two different answers: the gateway keeps the first, and a
     // redelivered request's second verdict is the same anyway.
     let (_, gw_metrics) = gw.get_text("/metrics").await;

@@ -503,13 +503,12 @@ async fn a_slow_client_holds_one_place_for_body_timeout_at_most() {
     let mut slow = TcpStream::connect(&addr).unwrap();
     slow.write_all(head.as_bytes()).unwrap();
     let started = Instant::now();
-    while counter(&gw.get_text("/metrics").await.1, "gateway_submitting") < 1.0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the slow client never held the place (gateway_submitting)"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(
+        "the slow client holds the place (gateway_submitting)",
+        Duration::from_secs(5),
+        || async { counter(&gw.get_text("/metrics").await.1, "gateway_submitting") >= 1.0 },
+    )
+    .await;
     let (status, headers, json) = gw.post_json(&body).await;
     assert_eq!(status, 503, "{json}");
     slow.set_read_timeout(Some(Duration::from_secs(10)))

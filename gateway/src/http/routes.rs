@@ -545,7 +545,9 @@ async fn render_metrics(State(state): State<AppState>, headers: HeaderMap) -> Re
     metrics::gauge!("gateway_store_entries").set(state.store.len() as f64);
     metrics::gauge!("gateway_workers_online").set(state.workers.online() as f64);
     // POSTs holding a MAX_IN_FLIGHT permit now, read at scrape time.
-    let submitting = (state.max_in_flight).saturating_sub(state.in_flight.available_permits());
+    let submitting = state
+        .max_in_flight
+        .saturating_sub(state.in_flight.available_permits());
     metrics::gauge!("gateway_submitting").set(submitting as f64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
