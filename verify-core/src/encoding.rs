@@ -17,7 +17,11 @@
 //!   read as before.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::io::Read as _;
+
+use zstd::bulk::{Compressor, Decompressor};
+use zstd::zstd_safe;
 
 /// The `content-encoding` of a zstd-compressed body.
 pub const ZSTD: &str = "zstd";
@@ -48,8 +52,19 @@ pub fn compress(body: &[u8]) -> Option<Vec<u8>> {
     if !(COMPRESS_MIN_BYTES..=ENCODED_MAX_BYTES).contains(&body.len()) {
         return None;
     }
-    zstd::bulk::compress(body, LEVEL)
-        .ok()
+    thread_local! {
+        // One context per thread, reused: making one costs more than
+        // compressing a batch of requests.
+        static COMPRESSOR: RefCell<Option<Compressor<'static>>> = const { RefCell::new(None) };
+    }
+    COMPRESSOR
+        .with_borrow_mut(|slot| {
+            let compressor = match slot {
+                Some(compressor) => compressor,
+                None => slot.insert(Compressor::new(LEVEL).ok()?),
+            };
+            compressor.compress(body).ok()
+        })
         .filter(|compressed| compressed.len() < body.len())
 }
 
@@ -57,19 +72,46 @@ pub fn compress(body: &[u8]) -> Option<Vec<u8>> {
 pub fn decode<'a>(encoding: Option<&str>, body: &'a [u8]) -> Result<Cow<'a, [u8]>, EncodingError> {
     match encoding {
         None | Some("") | Some("identity") => Ok(Cow::Borrowed(body)),
-        Some(ZSTD) => {
-            let mut decoded =
-                Vec::with_capacity(body.len().saturating_mul(4).min(ENCODED_MAX_BYTES));
-            zstd::stream::read::Decoder::with_buffer(body)?
-                .take(ENCODED_MAX_BYTES as u64 + 1)
-                .read_to_end(&mut decoded)?;
-            if decoded.len() > ENCODED_MAX_BYTES {
-                return Err(EncodingError::TooLarge);
-            }
-            Ok(Cow::Owned(decoded))
-        }
+        Some(ZSTD) => match zstd_safe::get_frame_content_size(body) {
+            // The frame says how large it is (ours always do): refused
+            // before any allocation when too large, else decoded at once
+            // into a buffer of that size by this thread's context. A frame
+            // that lies about its size fails to decode.
+            Ok(Some(size)) if size > ENCODED_MAX_BYTES as u64 => Err(EncodingError::TooLarge),
+            Ok(Some(size)) => decode_sized(body, size as usize).map(Cow::Owned),
+            _ => decode_streamed(body).map(Cow::Owned),
+        },
         Some(other) => Err(EncodingError::Unsupported(other.to_owned())),
     }
+}
+
+/// A zstd body whose frame header gives its decoded `size`.
+fn decode_sized(body: &[u8], size: usize) -> Result<Vec<u8>, EncodingError> {
+    thread_local! {
+        static DECOMPRESSOR: RefCell<Option<Decompressor<'static>>> = const { RefCell::new(None) };
+    }
+    DECOMPRESSOR.with_borrow_mut(|slot| {
+        let decompressor = match slot {
+            Some(decompressor) => decompressor,
+            None => slot.insert(Decompressor::new()?),
+        };
+        let mut decoded = Vec::with_capacity(size);
+        decompressor.decompress_to_buffer(body, &mut decoded)?;
+        Ok(decoded)
+    })
+}
+
+/// A zstd body without its size in the header: decoded as a stream, and
+/// refused once it passes the limit.
+fn decode_streamed(body: &[u8]) -> Result<Vec<u8>, EncodingError> {
+    let mut decoded = Vec::with_capacity(body.len().saturating_mul(4).min(ENCODED_MAX_BYTES));
+    zstd::stream::read::Decoder::with_buffer(body)?
+        .take(ENCODED_MAX_BYTES as u64 + 1)
+        .read_to_end(&mut decoded)?;
+    if decoded.len() > ENCODED_MAX_BYTES {
+        return Err(EncodingError::TooLarge);
+    }
+    Ok(decoded)
 }
 
 #[cfg(test)]
@@ -126,6 +168,39 @@ mod tests {
         // Exactly the limit still decodes.
         let full = zstd::bulk::compress(&vec![0u8; ENCODED_MAX_BYTES], 19).unwrap();
         assert_eq!(decode(Some(ZSTD), &full).unwrap().len(), ENCODED_MAX_BYTES);
+    }
+
+    /// `body` as one zstd frame that does not say its size (as a streaming
+    /// encoder writes it).
+    fn streamed(body: &[u8]) -> Vec<u8> {
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 19).unwrap();
+        std::io::Write::write_all(&mut encoder, body).unwrap();
+        let frame = encoder.finish().unwrap();
+        assert_eq!(zstd_safe::get_frame_content_size(&frame).unwrap(), None);
+        frame
+    }
+
+    #[test]
+    fn a_frame_without_its_size_decodes_and_is_bounded_too() {
+        let body = "a frame that does not say how large it is ".repeat(50);
+        let frame = streamed(body.as_bytes());
+        let decoded = decode(Some(ZSTD), &frame).unwrap();
+        assert_eq!(decoded.as_ref(), body.as_bytes());
+        assert!(matches!(
+            decode(Some(ZSTD), &streamed(&vec![0u8; ENCODED_MAX_BYTES + 1])),
+            Err(EncodingError::TooLarge)
+        ));
+    }
+
+    #[test]
+    fn a_cut_off_frame_is_corrupt() {
+        let body = "the signature of this document covers every byte ".repeat(60);
+        let compressed = compress(body.as_bytes()).unwrap();
+        let cut = &compressed[..compressed.len() - 8];
+        assert!(matches!(
+            decode(Some(ZSTD), cut),
+            Err(EncodingError::Corrupt(_))
+        ));
     }
 
     #[test]

@@ -1,23 +1,45 @@
-//! Per-route request counting, and the Prometheus text endpoint.
+//! Per-route request counting.
+//!
+//! Invariant: every call is counted once in
+//! `gateway_http_requests_total{route, status}`, by matched route (not raw
+//! path, so ids do not explode the label set); a call no route matched is
+//! `unmatched`.
 
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::StatusCode;
+use dashmap::DashMap;
+use metrics::Counter;
 
-/// Counts `gateway_http_requests_total{route, status}` by matched route (not
-/// raw path, so ids do not explode the label set).
-pub async fn count_requests(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let response = next.run(request).await;
-    metrics::counter!(
-        "gateway_http_requests_total",
-        "route" => route,
-        "status" => response.status().as_u16().to_string()
-    )
-    .increment(1);
-    response
+/// The counters of `gateway_http_requests_total`, one per route and status,
+/// each registered once: a call then counts without building its labels.
+#[derive(Default)]
+pub struct RequestCounters(DashMap<Box<str>, Vec<(u16, Counter)>>);
+
+impl RequestCounters {
+    /// Counts one call to `route` answered `status`.
+    pub fn count(&self, route: Option<&str>, status: StatusCode) {
+        let route = route.unwrap_or("unmatched");
+        let status = status.as_u16();
+        let known = self.0.get(route).and_then(|counters| {
+            counters
+                .iter()
+                .find(|(s, _)| *s == status)
+                .map(|(_, counter)| counter.clone())
+        });
+        let counter = known.unwrap_or_else(|| {
+            let mut counters = self.0.entry(route.into()).or_default();
+            match counters.iter().find(|(s, _)| *s == status) {
+                Some((_, counter)) => counter.clone(),
+                None => {
+                    let counter = metrics::counter!(
+                        "gateway_http_requests_total",
+                        "route" => route.to_owned(),
+                        "status" => status.to_string()
+                    );
+                    counters.push((status, counter.clone()));
+                    counter
+                }
+            }
+        });
+        counter.increment(1);
+    }
 }

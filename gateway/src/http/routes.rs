@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,6 +18,7 @@ use tracing::Instrument as _;
 use verify_core::RequestId;
 
 use super::error::{ApiError, RETRY_AFTER_SECS};
+use super::metrics::RequestCounters;
 use super::submit;
 use crate::amqp::events::Projection;
 use crate::amqp::submit::{SubmitError, Submitter};
@@ -131,10 +132,12 @@ pub fn router(state: AppState) -> Router {
             state.body_timeout,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            state.request_timeout,
-            time_limit,
+            Calls {
+                limit: state.request_timeout,
+                counters: Arc::default(),
+            },
+            time_limit_and_count,
         ))
-        .layer(axum::middleware::from_fn(super::metrics::count_requests))
         .with_state(state)
 }
 
@@ -171,17 +174,28 @@ async fn limit_in_flight(
     next.run(request).await
 }
 
+/// What every call goes through (one layer: each layer costs every call
+/// a clone of the service beneath it).
+#[derive(Clone)]
+struct Calls {
+    limit: Duration,
+    counters: Arc<RequestCounters>,
+}
+
 /// A backstop: a call not answered within REQUEST_TIMEOUT is answered 503
 /// `timeout` (every handler bounds its own waits well under the default,
 /// long-polls at 30 s). A submission already under way still runs to its
 /// end, so a POST answered this way may have been accepted: a retry with
-/// the same `Idempotency-Key` finds out.
-async fn time_limit(
-    State(limit): State<Duration>,
+/// the same `Idempotency-Key` finds out. Every call, answered either way,
+/// is counted by its route and status.
+async fn time_limit_and_count(
+    State(calls): State<Calls>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    match tokio::time::timeout(limit, next.run(request)).await {
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let limit = calls.limit;
+    let response = match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
             metrics::counter!("gateway_timed_out_total").increment(1);
@@ -192,7 +206,11 @@ async fn time_limit(
             }
             .into_response()
         }
-    }
+    };
+    calls
+        .counters
+        .count(route.as_ref().map(MatchedPath::as_str), response.status());
+    response
 }
 
 /// `POST /api/signature`, in the request's `receive` span: it continues
