@@ -52,27 +52,41 @@ trap cleanup EXIT
 GATEWAY_ADDR=127.0.0.1:18480 REQUEST_QUEUE=$Q env $GENV "$BIN/gateway" >"$run_dir/gateway.log" 2>&1 & gw=$!; pids+=($gw)
 workers=()
 for w in 1 2; do
-  VERIFIER_KEYS_DIR=$B/keys REQUEST_QUEUE=$Q env $WENV "$BIN/verifier-worker" >"$run_dir/worker$w.log" 2>&1 & workers+=($!); pids+=($!)
+  VERIFIER_KEYS_DIR=$B/keys REQUEST_QUEUE=$Q WORKER_HTTP_ADDR=127.0.0.1:1848$w env $WENV "$BIN/verifier-worker" >"$run_dir/worker$w.log" 2>&1 & workers+=($!); pids+=($!)
 done
 for _ in $(seq 120); do curl -sf http://127.0.0.1:18480/readyz >/dev/null && break; sleep 0.5; done
 tck=$(getconf CLK_TCK)
 ticks() { local t=0; for p in "$@"; do read -r -a f < "/proc/$p/stat"; t=$((t + f[13] + f[14])); done; echo "$t"; }
 snapshot() { echo "$(ticks $(pgrep -x beam.smp)) $(ticks "$gw") $(ticks "${workers[@]}")"; }
+# Messages each process published so far, by kind: the batch_size counts.
+published() {
+  for port in 18480 18481 18482; do curl -sf "http://127.0.0.1:$port/metrics" || true; done |
+    python3 -c '
+import re, sys, collections
+c = collections.Counter()
+for line in sys.stdin:
+    m = re.match(r"batch_size_count\{kind=\"([^\"]+)\"\} (\S+)", line)
+    if m: c[m.group(1)] += float(m.group(2))
+print(" ".join(f"{k}={int(v)}" for k, v in sorted(c.items())) or "-")'
+}
 
 # One loadcheck run: its JSON line, then the CPU per verified request.
 phase() {
   local label=$1; shift
   local before after json driver
   before=$(snapshot)
+  local sent_before sent_after
+  sent_before=$(published)
   # `times` in a subshell: its children's CPU, the driver's own.
   ( "$LC" --url http://127.0.0.1:18480 --warmup-s 3 --wait-param --keys "$B/keys" "$@" \
       2>"$run_dir/lc-$label.log" | tail -n 1 >"$run_dir/$label.json"; times >"$run_dir/$label.times" )
   after=$(snapshot)
+  sent_after=$(published)
   json=$(cat "$run_dir/$label.json")
   driver=$(tail -n 1 "$run_dir/$label.times")
-  python3 - "$label" "$json" "$before" "$after" "$driver" "$tck" <<'PY'
+  python3 - "$label" "$json" "$before" "$after" "$driver" "$tck" "$sent_before" "$sent_after" <<'PY'
 import json, re, sys
-label, j, before, after, driver, tck = sys.argv[1:]
+label, j, before, after, driver, tck, sent_before, sent_after = sys.argv[1:]
 r = json.loads(j)
 tck = int(tck)
 b = list(map(int, before.split())); a = list(map(int, after.split()))
@@ -91,7 +105,12 @@ per["all"] = sum(per.values())
 print(f"{label:12} {r['throughput_rps']:7.0f}/s  p50 {r['e2e_p50_ms']:6.1f}  p90 {r['e2e_p90_ms']:6.1f}  "
       f"p99 {r['e2e_p99_ms']:6.1f}  max {r['e2e_max_ms']:6.1f} ms  errors {r['errors']}  "
       f"CPU/request us: " + " ".join(f"{k} {v}" for k, v in per.items()))
-print(json.dumps({"phase": label, "result": r, "cpu_us_per_request": per}))
+def kinds(t):
+    return {k: int(v) for k, v in (x.split("=") for x in t.split() if "=" in x)}
+sb, sa = kinds(sent_before), kinds(sent_after)
+msgs = {k: round((sa[k] - sb.get(k, 0)) / n, 3) for k in sa}
+print(f"{'':12} messages published per verified request: " + " ".join(f"{k} {v}" for k, v in sorted(msgs.items())))
+print(json.dumps({"phase": label, "result": r, "cpu_us_per_request": per, "messages_per_request": msgs}))
 PY
 }
 

@@ -69,7 +69,7 @@ impl BatchLimits {
         max_bytes: 1 << 20,
         in_flight: 8,
         linger: Duration::from_millis(2),
-        gather: Duration::ZERO,
+        gather: Duration::from_millis(2),
         hold: Duration::ZERO,
         compress: false,
         retry_for: Duration::from_secs(5),
@@ -171,7 +171,7 @@ async fn run(
         // Others in flight: gather until one of them settles (bounded).
         if slots.available_permits() + 1 < limits.in_flight.max(1) {
             let _ = tokio::time::timeout(limits.linger, settled.notified()).await;
-            // No timer at all on the default path (gather 0).
+            // No timer at all with gather 0.
             let gather = limits.gather.min(limits.linger);
             if !gather.is_zero() {
                 tokio::time::sleep_until(opened + gather).await;

@@ -64,7 +64,8 @@ pub struct BrokerArgs {
 
     /// Shortest a batch gathers items while others await their confirms
     /// (0: it goes as soon as one of them settles); at most BATCH_LINGER.
-    #[arg(long, env = "BATCH_GATHER", default_value = "0s", value_parser = humantime::parse_duration)]
+    /// Nothing in flight, an item goes at once whatever this says.
+    #[arg(long, env = "BATCH_GATHER", default_value = "2ms", value_parser = humantime::parse_duration)]
     pub batch_gather: Duration,
 
     /// Batches of one kind awaiting their confirms at once (fewer: bigger
@@ -146,7 +147,7 @@ mod tests {
     fn batching_knobs_reach_the_batch_limits() {
         let defaults = Cli::parse_from(["x"]).broker.batch_limits();
         assert_eq!(defaults.linger, Duration::from_millis(2));
-        assert_eq!(defaults.gather, Duration::ZERO);
+        assert_eq!(defaults.gather, Duration::from_millis(2));
         assert_eq!(defaults.in_flight, 8);
         let set = Cli::parse_from([
             "x",
