@@ -5,7 +5,9 @@
 # a closed loop (64 clients, long-poll), then an open loop at a share of the
 # throughput the closed loop reached (or at a fixed --rate). For each phase
 # it prints loadcheck's JSON line and the CPU each process used per verified
-# request (broker, gateway, workers, the driver itself), from /proc.
+# request (broker, gateway, workers, the driver itself), from /proc, and the
+# broker messages the gateway and the workers published per verified request
+# (their /metrics `batch_size` counts; the workers serve /metrics on 18481-2).
 #
 #   scripts/tail-bench.sh [--bin DIR] [--duration S] [--open-pct P[,P...]]
 #                         [--open-duration S] [--rate R]

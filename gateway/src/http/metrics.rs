@@ -19,17 +19,16 @@ impl RequestCounters {
     pub fn count(&self, route: Option<&str>, status: StatusCode) {
         let route = route.unwrap_or("unmatched");
         let status = status.as_u16();
-        let known = self.0.get(route).and_then(|counters| {
-            counters
-                .iter()
-                .find(|(s, _)| *s == status)
-                .map(|(_, counter)| counter.clone())
-        });
-        let counter = known.unwrap_or_else(|| {
-            let mut counters = self.0.entry(route.into()).or_default();
-            match counters.iter().find(|(s, _)| *s == status) {
-                Some((_, counter)) => counter.clone(),
-                None => {
+        let find = |counters: &[(u16, Counter)]| {
+            let (_, counter) = counters.iter().find(|(s, _)| *s == status)?;
+            Some(counter.clone())
+        };
+        let counter = match self.0.get(route).and_then(|counters| find(&counters)) {
+            Some(counter) => counter,
+            None => {
+                // First of its kind (or a race for it): registered once.
+                let mut counters = self.0.entry(route.into()).or_default();
+                find(&counters).unwrap_or_else(|| {
                     let counter = metrics::counter!(
                         "gateway_http_requests_total",
                         "route" => route.to_owned(),
@@ -37,9 +36,39 @@ impl RequestCounters {
                     );
                     counters.push((status, counter.clone()));
                     counter
-                }
+                })
             }
-        });
+        };
         counter.increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_call_counts_once_under_its_route_and_status() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let counters = RequestCounters::default();
+        metrics::with_local_recorder(&recorder, || {
+            for _ in 0..3 {
+                counters.count(Some("/api/signature"), StatusCode::ACCEPTED);
+            }
+            counters.count(Some("/api/signature"), StatusCode::BAD_REQUEST);
+            counters.count(Some("/api/signature/{id}"), StatusCode::ACCEPTED);
+            counters.count(None, StatusCode::NOT_FOUND);
+            counters.count(None, StatusCode::NOT_FOUND);
+        });
+        let text = handle.render();
+        for line in [
+            r#"gateway_http_requests_total{route="/api/signature",status="202"} 3"#,
+            r#"gateway_http_requests_total{route="/api/signature",status="400"} 1"#,
+            r#"gateway_http_requests_total{route="/api/signature/{id}",status="202"} 1"#,
+            r#"gateway_http_requests_total{route="unmatched",status="404"} 2"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+        }
     }
 }
