@@ -8,20 +8,23 @@
 # request (broker, gateway, workers, the driver itself), from /proc, and the
 # broker messages the gateway and the workers published per verified request
 # (their /metrics `batch_size` counts; the workers serve /metrics on 18481-2).
+# Each process's /metrics after each phase stays in the run directory.
 #
 #   scripts/tail-bench.sh [--bin DIR] [--duration S] [--open-pct P[,P...]]
 #                         [--open-duration S] [--rate R]
 #                         [--gateway-env "K=V ..."] [--worker-env "K=V ..."]
+#                         [--driver-args "..."]
 #
 # --bin: the release binaries to run (default target/release, built first);
 # point it at another build's target/release to compare builds in one sitting.
 # --gateway-env / --worker-env: extra environment for those processes (e.g.
 # TOKIO_WORKER_THREADS=1), to compare settings in one sitting.
+# --driver-args: extra loadcheck options for every phase (e.g. "--doc-bytes 700").
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 B=$ROOT/../shared/bench
-BIN="" DUR=20 PCTS=60 ODUR=60 RATE="" GENV="" WENV=""
+BIN="" DUR=20 PCTS=60 ODUR=60 RATE="" GENV="" WENV="" DARGS=""
 while [[ $# -gt 0 ]]; do
   case $1 in
     --bin) BIN=$2; shift 2 ;;
@@ -31,7 +34,8 @@ while [[ $# -gt 0 ]]; do
     --rate) RATE=$2; shift 2 ;;
     --gateway-env) GENV=$2; shift 2 ;;
     --worker-env) WENV=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --driver-args) DARGS=$2; shift 2 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "tail-bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -80,10 +84,11 @@ phase() {
   local sent_before sent_after
   sent_before=$(published)
   # `times` in a subshell: its children's CPU, the driver's own.
-  ( "$LC" --url http://127.0.0.1:18480 --warmup-s 3 --wait-param --keys "$B/keys" "$@" \
+  ( "$LC" --url http://127.0.0.1:18480 --warmup-s 3 --wait-param --keys "$B/keys" $DARGS "$@" \
       2>"$run_dir/lc-$label.log" | tail -n 1 >"$run_dir/$label.json"; times >"$run_dir/$label.times" )
   after=$(snapshot)
   sent_after=$(published)
+  for port in 18480 18481 18482; do curl -sf "http://127.0.0.1:$port/metrics" >"$run_dir/$label.metrics.$port" || true; done
   json=$(cat "$run_dir/$label.json")
   driver=$(tail -n 1 "$run_dir/$label.times")
   python3 - "$label" "$json" "$before" "$after" "$driver" "$tck" "$sent_before" "$sent_after" <<'PY'

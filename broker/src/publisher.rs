@@ -167,6 +167,7 @@ impl Publisher {
             properties = properties.with_content_encoding(ShortString::from(encoding));
         }
         let send = async {
+            let started = std::time::Instant::now();
             let pending = self
                 .channel
                 .basic_publish(
@@ -181,7 +182,11 @@ impl Publisher {
                 )
                 .await?;
             on_sent();
-            match pending.await? {
+            let confirmation = pending.await?;
+            // The broker's share of a publish: sent to confirmed (or refused).
+            metrics::histogram!("broker_confirm_seconds", "kind" => kind.to_owned())
+                .record(started.elapsed().as_secs_f64());
+            match confirmation {
                 Confirmation::Ack(None) => Ok(()),
                 Confirmation::Ack(Some(_returned)) => Err(PublishError::Unroutable),
                 Confirmation::Nack(_) => {

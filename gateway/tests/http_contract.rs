@@ -73,6 +73,8 @@ async fn submit_and_read_results_for_every_document_source() {
         "gateway_results_total",
         "gateway_end_to_end_seconds_bucket",
         "gateway_pending",
+        r#"gateway_http_request_seconds_bucket{route="/api/signature",le="#,
+        r#"broker_confirm_seconds_bucket{kind="verify-requests",le="#,
     ] {
         assert!(
             metrics.contains(name),
@@ -383,6 +385,10 @@ async fn worker_serves_health_and_metrics_when_asked() {
     );
     assert!(
         metrics.contains("worker_verify_seconds_bucket"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"broker_confirm_seconds_bucket{kind="events",le="#),
         "{metrics}"
     );
 }

@@ -194,6 +194,7 @@ async fn time_limit_and_count(
     next: axum::middleware::Next,
 ) -> Response {
     let route = request.extensions().get::<MatchedPath>().cloned();
+    let started = std::time::Instant::now();
     let limit = calls.limit;
     let response = match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
@@ -207,9 +208,11 @@ async fn time_limit_and_count(
             .into_response()
         }
     };
-    calls
-        .counters
-        .count(route.as_ref().map(MatchedPath::as_str), response.status());
+    calls.counters.count(
+        route.as_ref().map(MatchedPath::as_str),
+        response.status(),
+        started.elapsed(),
+    );
     response
 }
 
