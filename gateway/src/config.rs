@@ -120,6 +120,14 @@ pub struct Config {
     #[arg(long, env = "COMPRESS_REQUESTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub compress_requests: bool,
 
+    /// Requests for RSA and ECDSA carry the document's digest (under the
+    /// algorithm's hash), not the document: that is all the check needs,
+    /// so documents never reach the broker or the workers. Ed25519
+    /// requests carry their document. `false`: every request carries its
+    /// document (for workers older than the digest form).
+    #[arg(long, env = "SEND_DIGESTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub send_digests: bool,
+
     /// A token `/metrics` then requires (`Authorization: Bearer`). Unset:
     /// `/metrics` is open.
     #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]

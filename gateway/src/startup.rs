@@ -146,6 +146,7 @@ impl Application {
             docs_dir: config.docs_dir,
             body_limit: config.body_limit_bytes,
             max_message_bytes: config.max_message_bytes,
+            send_digests: config.send_digests,
             idempotency: Arc::new(KeyLocks::default()),
             idempotency_wait: config.broker.confirm_timeout * 2,
             shutdown: CancellationToken::new(),

@@ -267,7 +267,9 @@ async fn a_channel_the_broker_closes_is_reopened() {
     let broker = PrivateBroker::start_with_conf("max_message_size = 65536");
     let env = TestEnv::with_broker(broker.url());
     let _worker = env.worker("worker", &[]);
-    let gw = env.gateway(&[]).await;
+    // Requests that carry their documents (an RSA request's digest is small).
+    let documents = || ("SEND_DIGESTS", "false".to_string());
+    let gw = env.gateway(&[documents()]).await;
     let signer = Signer2048::new();
     // Text that does not compress below the limit: requests go compressed.
     let big = {
@@ -290,7 +292,9 @@ async fn a_channel_the_broker_closes_is_reopened() {
     assert!(log.contains("closed the publishing channel"), "{log}");
 
     // Told the broker's limit, it refuses such a document itself: 413.
-    let careful = env.gateway(&[("MAX_MESSAGE_BYTES", "65536".into())]).await;
+    let careful = env
+        .gateway(&[("MAX_MESSAGE_BYTES", "65536".into()), documents()])
+        .await;
     let (status, _, json) = careful.post_json(&body_for(&signer, &big, false)).await;
     assert_eq!(status, 413, "{json}");
     assert_eq!(json["error"]["code"], "payload_too_large");

@@ -2,11 +2,12 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[tokio::test]
 async fn submit_and_read_results_for_every_document_source() {
@@ -422,6 +423,53 @@ async fn a_call_longer_than_request_timeout_is_answered_503_timeout() {
 /// Documents on both sides of the worker's inline limit (16 KiB: smaller
 /// ones are verified on the runtime's thread, larger ones on the blocking
 /// pool) get the same verdicts: valid as signed, invalid when tampered.
+/// RSA and ECDSA requests travel as their document's digest: the document
+/// itself never reaches the broker, nor so a worker. `SEND_DIGESTS=false`
+/// sends it (for older workers); both forms get their verdicts.
+#[tokio::test]
+async fn requests_carry_the_documents_digest_and_not_the_document() {
+    let env = TestEnv::new();
+    let signer = Signer2048::new();
+    let document = "a contract whose text must stay with the gateway";
+    let digesting = env.gateway(&[]).await;
+    let plain = env.gateway(&[("SEND_DIGESTS", "false".into())]).await;
+    let digested_id = digesting.submit(&body_for(&signer, document, false)).await;
+    let plain_id = plain.submit(&body_for(&signer, document, false)).await;
+
+    // No worker yet: both requests wait in the queue, readable there.
+    let mut items = HashMap::new();
+    for (_, body) in env.queued(&env.queue).await {
+        let text = String::from_utf8(body).unwrap();
+        let value: Value = serde_json::from_str(&text).unwrap();
+        for item in value.as_array().cloned().unwrap_or_else(|| vec![value]) {
+            items.insert(
+                item["id"].as_str().unwrap().to_owned(),
+                (item, text.clone()),
+            );
+        }
+    }
+    let (digested, raw) = &items[&digested_id];
+    let sha256 = verify_core::Digest::Sha256.hash(document.as_bytes());
+    assert_eq!(digested["digest"], hex::encode(sha256), "{digested}");
+    assert!(digested.get("documentText").is_none(), "{digested}");
+    assert!(digested.get("document").is_none(), "{digested}");
+    assert!(!raw.contains("contract"), "{raw}");
+    let (plain_item, _) = &items[&plain_id];
+    assert_eq!(plain_item["documentText"], document, "{plain_item}");
+    assert!(plain_item.get("digest").is_none(), "{plain_item}");
+
+    let _worker = env.worker("worker", &[]);
+    for (gw, id) in [(&digesting, &digested_id), (&plain, &plain_id)] {
+        let result = gw.result(id, Duration::from_secs(20)).await;
+        assert_eq!(result["status"], "completed", "{result}");
+        assert_eq!(result["valid"], true, "{result}");
+    }
+    // A tampered document's digest is another digest: invalid.
+    let tampered = digesting.submit(&body_for(&signer, document, true)).await;
+    let result = digesting.result(&tampered, Duration::from_secs(20)).await;
+    assert_eq!(result["valid"], false, "{result}");
+}
+
 #[tokio::test]
 async fn small_and_large_documents_get_their_verdicts() {
     let env = TestEnv::new();

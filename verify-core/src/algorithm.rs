@@ -25,6 +25,18 @@ pub enum Digest {
 }
 
 impl Digest {
+    /// `data` hashed with this digest.
+    pub fn hash(self, data: &[u8]) -> Vec<u8> {
+        use sha2::Digest as _;
+        match self {
+            Digest::Md5 => md5::Md5::digest(data).to_vec(),
+            Digest::Sha1 => sha1::Sha1::digest(data).to_vec(),
+            Digest::Sha256 => sha2::Sha256::digest(data).to_vec(),
+            Digest::Sha384 => sha2::Sha384::digest(data).to_vec(),
+            Digest::Sha512 => sha2::Sha512::digest(data).to_vec(),
+        }
+    }
+
     /// Output length in bytes; also the PSS salt length we accept.
     pub fn output_len(self) -> usize {
         match self {

@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
-use crate::{Algorithm, KeyId};
+use crate::{Algorithm, KeyId, Signed};
 
 /// The schema version every message carries in `v`.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -143,19 +143,39 @@ pub struct UnreadableRequest {
     pub error: DecodeError,
 }
 
+/// What a request's signature is checked against, as it travels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// The signed document itself: any algorithm, and the only form for
+    /// Ed25519 (which hashes inside its scheme).
+    Document(Vec<u8>),
+    /// The document's digest under the algorithm's hash
+    /// ([`Algorithm::digest`], checked to have its length when read): all
+    /// an RSA or ECDSA check needs, so the document does not travel.
+    Digest(Vec<u8>),
+}
+
+impl Payload {
+    pub fn as_signed(&self) -> Signed<'_> {
+        match self {
+            Payload::Document(bytes) => Signed::Document(bytes),
+            Payload::Digest(bytes) => Signed::Digest(bytes),
+        }
+    }
+}
+
 /// A request to verify one signature, published by a gateway.
 ///
-/// On the wire the document is `documentText` (a JSON string) when it is
-/// UTF-8, else `document` (base64): text documents, the common case, stay
-/// a third smaller, which keeps a typical request under the size RabbitMQ
-/// stores inline in its queue index (4 KiB) instead of its message store.
+/// On the wire the payload is `digest` (hex) when it is a digest, else
+/// the document: `documentText` (a JSON string) when it is UTF-8, else
+/// `document` (base64). Exactly one of the three is there.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "WireRequest")]
 pub struct VerifyRequest {
     pub v: u32,
     pub id: RequestId,
-    /// The signed bytes.
-    pub document: Vec<u8>,
+    /// What the signature covers: the document or its digest.
+    pub payload: Payload,
     /// The signature.
     pub signature: Vec<u8>,
     pub algorithm: Algorithm,
@@ -178,6 +198,8 @@ struct WireRequest {
     document_text: Option<String>,
     #[serde(default, deserialize_with = "base64_opt::deserialize")]
     document: Option<Vec<u8>>,
+    #[serde(default)]
+    digest: Option<String>,
     #[serde(with = "hex::serde")]
     signature: Vec<u8>,
     algorithm: Algorithm,
@@ -201,6 +223,11 @@ struct WireRequestRef<'a> {
         serialize_with = "base64_opt::serialize"
     )]
     document: Option<&'a [u8]>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "hex_opt::serialize"
+    )]
+    digest: Option<&'a [u8]>,
     #[serde(serialize_with = "hex::serde::serialize")]
     signature: &'a [u8],
     algorithm: Algorithm,
@@ -212,15 +239,19 @@ struct WireRequestRef<'a> {
 
 impl Serialize for VerifyRequest {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let (document_text, document) = match std::str::from_utf8(&self.document) {
-            Ok(text) => (Some(text), None),
-            Err(_) => (None, Some(self.document.as_slice())),
+        let (document_text, document, digest) = match &self.payload {
+            Payload::Document(bytes) => match std::str::from_utf8(bytes) {
+                Ok(text) => (Some(text), None, None),
+                Err(_) => (None, Some(bytes.as_slice()), None),
+            },
+            Payload::Digest(bytes) => (None, None, Some(bytes.as_slice())),
         };
         WireRequestRef {
             v: self.v,
             id: self.id,
             document_text,
             document,
+            digest,
             signature: &self.signature,
             algorithm: self.algorithm,
             key_id: self.key_id.as_ref(),
@@ -235,15 +266,23 @@ impl TryFrom<WireRequest> for VerifyRequest {
     type Error = &'static str;
 
     fn try_from(w: WireRequest) -> Result<Self, Self::Error> {
-        let document = match (w.document_text, w.document) {
-            (Some(text), None) => text.into_bytes(),
-            (None, Some(bytes)) => bytes,
-            _ => return Err("exactly one of documentText and document is required"),
+        let payload = match (w.document_text, w.document, w.digest) {
+            (Some(text), None, None) => Payload::Document(text.into_bytes()),
+            (None, Some(bytes), None) => Payload::Document(bytes),
+            (None, None, Some(digest)) => {
+                let digest = hex::decode(digest).map_err(|_| "digest is not hex")?;
+                match w.algorithm.digest() {
+                    Some(d) if d.output_len() == digest.len() => Payload::Digest(digest),
+                    Some(_) => return Err("digest does not have its algorithm's length"),
+                    None => return Err("this algorithm signs the document itself, not a digest"),
+                }
+            }
+            _ => return Err("exactly one of documentText, document and digest is required"),
         };
         Ok(VerifyRequest {
             v: w.v,
             id: w.id,
-            document,
+            payload,
             signature: w.signature,
             algorithm: w.algorithm,
             key_id: w.key_id,
@@ -254,10 +293,23 @@ impl TryFrom<WireRequest> for VerifyRequest {
 }
 
 impl VerifyRequest {
+    /// The same request carrying its document's digest instead of the
+    /// document, where its algorithm signs a digest (RSA, ECDSA); Ed25519
+    /// requests and those already in digest form stay as they are.
+    pub fn digested(self) -> Self {
+        match (&self.payload, self.algorithm.digest()) {
+            (Payload::Document(document), Some(digest)) => VerifyRequest {
+                payload: Payload::Digest(digest.hash(document)),
+                ..self
+            },
+            _ => self,
+        }
+    }
+
     /// The request as one message item. The buffer is sized for it up
     /// front (a large document is written once, not regrown and copied).
     pub fn encode(&self) -> Vec<u8> {
-        let document = self.document.len();
+        let document = self.payload.as_signed().len();
         let estimate = 512 + 2 * self.signature.len() + document + document / 8;
         let mut out = Vec::with_capacity(estimate);
         serde_json::to_writer(&mut out, self).expect("a VerifyRequest always serializes");
@@ -297,22 +349,33 @@ impl VerifyRequest {
         }
     }
 
-    /// A digest of what was asked (document, signature, algorithm, key):
-    /// two submissions with the same fingerprint ask the same question.
-    /// Idempotency keys are bound to it, and a verdict names the fingerprint
-    /// of the request it answers, so a gateway can tell it from a verdict on
-    /// another request smuggled in under the same id. 128 bits of SHA-256,
-    /// as 32 hex digits.
+    /// A digest of what was asked (algorithm, key, signature, and the
+    /// document or its digest, as the request carries it): two submissions
+    /// with the same fingerprint ask the same question. Idempotency keys
+    /// are bound to it, and a verdict names the fingerprint of the request
+    /// it answers, so a gateway can tell it from a verdict on another
+    /// request smuggled in under the same id. The gateway and the worker
+    /// both compute it from the request as it travels, so they agree; a
+    /// request in digest form has one more part (the word `digest`), so it
+    /// never shares a fingerprint with one whose document is those bytes.
+    /// 128 bits of SHA-256, as 32 hex digits.
     pub fn fingerprint(&self) -> String {
         let mut hash = Sha256::new();
+        let (signed, form): (&[u8], &[&[u8]]) = match &self.payload {
+            Payload::Document(document) => (document, &[]),
+            Payload::Digest(digest) => (digest, &[b"digest"]),
+        };
         for part in [
             self.algorithm.name().as_bytes(),
             self.key_id
                 .as_ref()
                 .map_or(&b""[..], |k| k.as_str().as_bytes()),
             &self.signature,
-            &self.document,
-        ] {
+            signed,
+        ]
+        .into_iter()
+        .chain(form.iter().copied())
+        {
             hash.update((part.len() as u64).to_be_bytes());
             hash.update(part);
         }
@@ -578,6 +641,20 @@ pub fn process_identity(role: &str) -> String {
     format!("{role}@{host}:{}", std::process::id())
 }
 
+mod hex_opt {
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(
+        bytes: &Option<&[u8]>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(b) => serializer.serialize_str(&hex::encode(b)),
+            None => serializer.serialize_none(),
+        }
+    }
+}
+
 mod base64_opt {
     use base64::{engine::general_purpose::STANDARD, Engine as _};
     use serde::{Deserialize, Deserializer, Serializer};
@@ -637,7 +714,7 @@ mod tests {
         let request = VerifyRequest {
             v: SCHEMA_VERSION,
             id: RequestId::new(),
-            document: b"hello\x00\xff".to_vec(),
+            payload: Payload::Document(b"hello\x00\xff".to_vec()),
             signature: vec![0xde, 0xad],
             algorithm: Algorithm::Sha384WithRsaPss,
             key_id: Some(KeyId::new("k1")),
@@ -647,7 +724,7 @@ mod tests {
         let bytes = request.encode();
         assert_eq!(VerifyRequest::decode(&bytes).unwrap(), request);
         let text = VerifyRequest {
-            document: "héllo".as_bytes().to_vec(),
+            payload: Payload::Document("héllo".as_bytes().to_vec()),
             ..request.clone()
         };
         let encoded = String::from_utf8(text.encode()).unwrap();
@@ -690,6 +767,46 @@ mod tests {
         let event = Event::new(request.id, "w", EventKind::Checkpoint).encode();
         assert!(Event::decode(&event).is_ok());
         assert!(Event::decode(&with_unread_invalid_utf8(&event)).is_err());
+    }
+
+    #[test]
+    fn digest_form_round_trips_and_is_checked_when_read() {
+        let request = sample_request().digested();
+        let Payload::Digest(digest) = &request.payload else {
+            panic!("{request:?}")
+        };
+        assert_eq!(digest, &crate::Digest::Sha256.hash(b"doc"));
+        let encoded = String::from_utf8(request.encode()).unwrap();
+        assert!(
+            encoded.contains(&format!(r#""digest":"{}""#, hex::encode(digest))),
+            "{encoded}"
+        );
+        assert!(!encoded.contains("document"), "{encoded}");
+        assert_eq!(VerifyRequest::decode(encoded.as_bytes()).unwrap(), request);
+        // Digesting twice changes nothing; Ed25519 keeps its document.
+        assert_eq!(request.clone().digested(), request);
+        let ed = VerifyRequest {
+            algorithm: Algorithm::Ed25519,
+            ..sample_request()
+        };
+        assert_eq!(ed.clone().digested(), ed);
+
+        let json: serde_json::Value = serde_json::from_str(&encoded).unwrap();
+        let with = |field: &str, value: serde_json::Value| {
+            let mut j = json.clone();
+            j[field] = value;
+            VerifyRequest::decode(j.to_string().as_bytes())
+        };
+        let short = hex::encode(&digest[..31]);
+        for bad in [
+            with("digest", short.into()),
+            with("digest", "zz".into()),
+            with("algorithm", "SHA384withRSA".into()),
+            with("algorithm", "Ed25519".into()),
+            with("documentText", "doc".into()),
+        ] {
+            assert!(matches!(bad, Err(DecodeError::Json(_))), "{bad:?}");
+        }
     }
 
     #[test]
@@ -769,7 +886,7 @@ mod tests {
         VerifyRequest {
             v: SCHEMA_VERSION,
             id: RequestId::new(),
-            document: b"doc".to_vec(),
+            payload: Payload::Document(b"doc".to_vec()),
             signature: vec![1, 2],
             algorithm: Algorithm::DEFAULT,
             key_id: None,
@@ -834,7 +951,7 @@ mod tests {
         };
         assert_eq!(a.fingerprint(), same.fingerprint());
         let other_doc = VerifyRequest {
-            document: b"doc!".to_vec(),
+            payload: Payload::Document(b"doc!".to_vec()),
             ..a.clone()
         };
         let other_key = VerifyRequest {
@@ -844,12 +961,26 @@ mod tests {
         // Length prefixes: moving a byte from one field to the next differs.
         let shifted = VerifyRequest {
             signature: vec![1],
-            document: b"\x02doc".to_vec(),
+            payload: Payload::Document(b"\x02doc".to_vec()),
             ..a.clone()
         };
-        for other in [other_doc, other_key, shifted] {
+        // The digest form: the same for the same document, never the same
+        // as a document of those bytes.
+        let digested = a.clone().digested();
+        assert_eq!(digested.fingerprint(), a.clone().digested().fingerprint());
+        let Payload::Digest(digest) = &digested.payload else {
+            panic!("{digested:?}")
+        };
+        let document_of_digest = VerifyRequest {
+            payload: Payload::Document(digest.clone()),
+            ..a.clone()
+        };
+        for other in [other_doc.clone(), other_key, shifted, document_of_digest] {
             assert_ne!(a.fingerprint(), other.fingerprint());
+            assert_ne!(digested.fingerprint(), other.fingerprint(), "{other:?}");
         }
+        assert_ne!(a.fingerprint(), digested.fingerprint());
+        assert_ne!(digested.fingerprint(), other_doc.digested().fingerprint());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::backend::{Backend, Used};
-use crate::{Algorithm, KeyFamily, KeyId, KeyRegistry};
+use crate::{Algorithm, KeyFamily, KeyId, KeyRegistry, Signed};
 
 /// The outcome of checking a signature that could be checked.
 ///
@@ -87,12 +87,23 @@ impl Verifier {
         self.backend
     }
 
-    /// Checks `signature` over `document`. CPU-bound: call it off the reactor.
+    /// Checks `signature` over `document`. CPU-bound.
     pub fn verify(
         &self,
         key_id: Option<&KeyId>,
         algorithm: Algorithm,
         document: &[u8],
+        signature: &[u8],
+    ) -> Result<Verdict, VerifyError> {
+        self.verify_signed(key_id, algorithm, Signed::Document(document), signature)
+    }
+
+    /// Checks `signature` over a document or its digest. CPU-bound.
+    pub fn verify_signed(
+        &self,
+        key_id: Option<&KeyId>,
+        algorithm: Algorithm,
+        signed: Signed<'_>,
         signature: &[u8],
     ) -> Result<Verdict, VerifyError> {
         if algorithm.is_legacy() && !self.allow_legacy {
@@ -111,7 +122,9 @@ impl Verifier {
                 needs: algorithm.family(),
             });
         }
-        let (valid, backend) = self.backend.verify(key, algorithm, document, signature);
+        let (valid, backend) = self
+            .backend
+            .verify_signed(key, algorithm, signed, signature);
         Ok(Verdict {
             valid,
             key_id: key_id.clone(),

@@ -79,7 +79,7 @@ impl Signer {
         let digest = algorithm.digest();
         match (self, algorithm.scheme()) {
             (Signer::Rsa(key), Scheme::Rsa(padding)) => {
-                let hashed = rust::hash(digest.unwrap(), message);
+                let hashed = digest.unwrap().hash(message);
                 match (padding, digest.unwrap()) {
                     (Padding::Pkcs1v15, Digest::Sha256) => {
                         key.sign(Pkcs1v15Sign::new::<sha2::Sha256>(), &hashed)
@@ -104,15 +104,15 @@ impl Signer {
                 .unwrap()
             }
             (Signer::P256(key), Scheme::Ecdsa(encoding)) => {
-                let prehash = rust::hash(digest.unwrap(), message);
+                let prehash = digest.unwrap().hash(message);
                 ecdsa_sign!(p256, key, prehash, encoding, high_s, 32, rng)
             }
             (Signer::P384(key), Scheme::Ecdsa(encoding)) => {
-                let prehash = rust::hash(digest.unwrap(), message);
+                let prehash = digest.unwrap().hash(message);
                 ecdsa_sign!(p384, key, prehash, encoding, high_s, 48, rng)
             }
             (Signer::P521(key), Scheme::Ecdsa(encoding)) => {
-                let prehash = rust::hash(digest.unwrap(), message);
+                let prehash = digest.unwrap().hash(message);
                 ecdsa_sign!(p521, key, prehash, encoding, high_s, 66, rng)
             }
             (Signer::Ed25519(key), Scheme::Ed25519) => key.sign(message).to_bytes().to_vec(),

@@ -17,7 +17,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use verify_core::{
     join_batch, split_batch, Algorithm, DecodeError, DeliveryInfo, ErrorBody, Event, EventKind,
-    KeyId, RequestId, VerifyRequest, WorkerBeat, WorkerState, SCHEMA_VERSION,
+    KeyId, Payload, RequestId, VerifyRequest, WorkerBeat, WorkerState, SCHEMA_VERSION,
 };
 
 /// Field names the decoders look for, so generated objects reach past the
@@ -82,18 +82,25 @@ fn request() -> impl Strategy<Value = VerifyRequest> {
         proptest::option::of(key_id()),
         any::<u64>(),
         proptest::option::of(any::<String>()),
+        any::<bool>(),
     )
         .prop_map(
-            |(id, document, signature, algorithm, key_id, submitted_at_ms, traceparent)| {
-                VerifyRequest {
+            |(id, document, signature, algorithm, key_id, submitted_at_ms, traceparent, digest)| {
+                let request = VerifyRequest {
                     v: SCHEMA_VERSION,
                     id,
-                    document,
+                    payload: Payload::Document(document),
                     signature,
                     algorithm,
                     key_id,
                     submitted_at_ms,
                     traceparent,
+                };
+                // Half in digest form (a gateway's default for RSA and ECDSA).
+                if digest {
+                    request.digested()
+                } else {
+                    request
                 }
             },
         )
@@ -468,11 +475,22 @@ proptest! {
         let items = split_batch(&bytes).unwrap();
         prop_assert_eq!(items.len(), 1);
         prop_assert_eq!(&VerifyRequest::decode_item(items[0]).unwrap(), &request);
-        // Text documents travel as text, others as base64.
+        // Digests travel as hex, text documents as text, others as base64.
         let wire: Value = serde_json::from_slice(&bytes).unwrap();
-        let is_text = std::str::from_utf8(&request.document).is_ok();
-        prop_assert_eq!(wire["documentText"].is_string(), is_text);
-        prop_assert_eq!(wire["document"].is_string(), !is_text);
+        let (text, base64, digest) = match &request.payload {
+            Payload::Digest(d) => {
+                let hex = hex::encode(d);
+                prop_assert_eq!(wire["digest"].as_str(), Some(hex.as_str()));
+                (false, false, true)
+            }
+            Payload::Document(d) => {
+                let is_text = std::str::from_utf8(d).is_ok();
+                (is_text, !is_text, false)
+            }
+        };
+        prop_assert_eq!(wire["documentText"].is_string(), text);
+        prop_assert_eq!(wire["document"].is_string(), base64);
+        prop_assert_eq!(wire["digest"].is_string(), digest);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
-use verify_core::RequestId;
+use verify_core::{Payload, RequestId};
 
 use super::error::{ApiError, RETRY_AFTER_SECS};
 use super::metrics::RequestCounters;
@@ -66,6 +66,8 @@ pub struct App {
     pub body_limit: usize,
     /// Largest request message the broker takes.
     pub max_message_bytes: usize,
+    /// Whether RSA and ECDSA requests travel as digests (`SEND_DIGESTS`).
+    pub send_digests: bool,
     /// Idempotency keys whose first request is in flight here.
     pub idempotency: Arc<KeyLocks>,
     /// Longest a POST waits for another with its key (then 409).
@@ -296,14 +298,17 @@ async fn accept(
 
     let mut request = submit::parse(&body, state.docs_dir.as_deref(), state.body_limit).await?;
     drop(body);
+    if state.send_digests {
+        request = request.digested();
+    }
     request.id = id;
     span.record("request_id", tracing::field::display(request.id));
     request.traceparent = Some(traceparent);
     let encoded = Bytes::from(request.encode());
     let fingerprint = request.fingerprint();
-    // From here the document travels in `encoded` only: its parsed copy
-    // is freed before the message is handed to the broker client.
-    request.document = Vec::new();
+    // From here the payload travels in `encoded` only: a document's parsed
+    // copy is freed before the message is handed to the broker client.
+    request.payload = Payload::Document(Vec::new());
     // A message carries its requests in a JSON array: two more bytes.
     if encoded.len() + 2 > state.max_message_bytes {
         return Err(ApiError::MessageTooLarge {

@@ -5,7 +5,7 @@ use std::path::{Component, Path, PathBuf};
 
 use base64::Engine as _;
 use serde::Deserialize;
-use verify_core::{now_ms, Algorithm, KeyId, RequestId, VerifyRequest, SCHEMA_VERSION};
+use verify_core::{now_ms, Algorithm, KeyId, Payload, RequestId, VerifyRequest, SCHEMA_VERSION};
 
 use super::error::ApiError;
 
@@ -148,7 +148,7 @@ pub async fn parse(
     Ok(VerifyRequest {
         v: SCHEMA_VERSION,
         id: RequestId::new(),
-        document,
+        payload: Payload::Document(document),
         signature,
         algorithm,
         key_id,
@@ -272,7 +272,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.signature, vec![0xab, 0xcd]);
-        assert_eq!(r.document, "hé".as_bytes());
+        assert_eq!(r.payload, Payload::Document("hé".into()));
         assert_eq!(r.algorithm, Algorithm::Sha256WithRsaPss);
         assert_eq!(r.key_id, Some(KeyId::new("k")));
     }
@@ -446,7 +446,7 @@ mod tests {
                 (None, None, Some(_)) => DOC.1.to_vec(),
                 other => return Err(TestCaseError::fail(format!("document from {other:?}"))),
             };
-            prop_assert_eq!(request.document, document);
+            prop_assert_eq!(request.payload, Payload::Document(document));
             let algorithm = text("algorithm").map_or(Some(Algorithm::DEFAULT), Algorithm::parse);
             prop_assert_eq!(Some(request.algorithm), algorithm);
             prop_assert_eq!(request.key_id.as_ref().map(KeyId::as_str), text("keyId"));
@@ -508,8 +508,9 @@ mod tests {
             let dir = docs.path().to_owned();
             async move { parse(body.as_bytes(), Some(&dir), 1 << 20).await }
         };
-        assert_eq!(read("doc.txt").await.unwrap().document, b"signed");
-        assert_eq!(read("./doc.txt").await.unwrap().document, b"signed");
+        let signed = Payload::Document(b"signed".to_vec());
+        assert_eq!(read("doc.txt").await.unwrap().payload, signed);
+        assert_eq!(read("./doc.txt").await.unwrap().payload, signed);
         for bad in [
             "../secret.txt",
             "/etc/passwd",

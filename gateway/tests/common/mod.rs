@@ -362,12 +362,18 @@ impl TestEnv {
     /// otherwise. They are read without being acked, so they stay in the
     /// queue.
     pub async fn dead_letters(&self) -> Vec<(FieldTable, Vec<u8>)> {
+        self.queued(&format!("{}.dead", self.queue)).await
+    }
+
+    /// The messages `queue` holds (headers, body decoded by its
+    /// `content-encoding`), read as [`TestEnv::dead_letters`] reads its own:
+    /// they stay in the queue.
+    pub async fn queued(&self, queue: &str) -> Vec<(FieldTable, Vec<u8>)> {
         let conn = self.connect().await;
         let channel = conn.create_channel().await.unwrap();
-        let dead = format!("{}.dead", self.queue);
         let mut found = Vec::new();
         while let Some(message) = channel
-            .basic_get(dead.as_str().into(), BasicGetOptions { no_ack: false })
+            .basic_get(queue.into(), BasicGetOptions { no_ack: false })
             .await
             .unwrap()
         {

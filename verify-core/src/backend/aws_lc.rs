@@ -8,9 +8,10 @@
 //! and digest pair; a P1363 (raw r‖s) signature is re-encoded as DER first,
 //! since AWS-LC has fixed-length parameters for only some of the pairs.
 
+use aws_lc_rs::digest;
 use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
 
-use crate::{Algorithm, Curve, Digest, KeyFamily, Scheme, SignatureEncoding};
+use crate::{Algorithm, Curve, Digest, KeyFamily, Scheme, SignatureEncoding, Signed};
 
 /// The RSA algorithms AWS-LC verifies here. Legacy digests are left to the
 /// `rsa` backend on purpose: AWS-LC has no MD5.
@@ -114,21 +115,58 @@ impl FastKey {
     }
 }
 
-/// `Some(verdict)` when AWS-LC supports this key and algorithm, else `None`.
+/// `Some(verdict)` over the document `message` when AWS-LC supports this
+/// key and algorithm, else `None` (see [`verify_signed`]).
 pub fn verify(
     key: &FastKey,
     algorithm: Algorithm,
     message: &[u8],
     signature: &[u8],
 ) -> Option<bool> {
+    verify_signed(key, algorithm, Signed::Document(message), signature)
+}
+
+/// `Some(verdict)` when AWS-LC supports this key and algorithm, else
+/// `None`. A digest is checked as it is (AWS-LC's `verify_digest_sig`),
+/// and only when it has the algorithm's length; Ed25519 takes a document
+/// only.
+pub fn verify_signed(
+    key: &FastKey,
+    algorithm: Algorithm,
+    signed: Signed<'_>,
+    signature: &[u8],
+) -> Option<bool> {
     let (_, parsed) = key.parsed.iter().find(|(a, _)| *a == algorithm)?;
-    if algorithm.scheme() == Scheme::Ecdsa(SignatureEncoding::P1363) {
-        let Some(der) = p1363_to_der(key.curve?, signature) else {
+    let der;
+    let signature = if algorithm.scheme() == Scheme::Ecdsa(SignatureEncoding::P1363) {
+        let Some(encoded) = p1363_to_der(key.curve?, signature) else {
             return Some(false);
         };
-        return Some(parsed.verify_sig(message, &der).is_ok());
-    }
-    Some(parsed.verify_sig(message, signature).is_ok())
+        der = encoded;
+        &der[..]
+    } else {
+        signature
+    };
+    Some(match signed {
+        Signed::Document(message) => parsed.verify_sig(message, signature).is_ok(),
+        Signed::Digest(given) => {
+            let Some(hash) = algorithm.digest().and_then(digest_algorithm) else {
+                return Some(false);
+            };
+            digest::Digest::import_less_safe(given, hash)
+                .is_ok_and(|d| parsed.verify_digest_sig(&d, signature).is_ok())
+        }
+    })
+}
+
+/// AWS-LC's form of a digest this backend verifies with.
+fn digest_algorithm(digest: Digest) -> Option<&'static digest::Algorithm> {
+    Some(match digest {
+        Digest::Sha256 => &digest::SHA256,
+        Digest::Sha384 => &digest::SHA384,
+        Digest::Sha512 => &digest::SHA512,
+        Digest::Sha1 | Digest::Md5 => return None,
+    })
 }
 
 /// A raw r‖s signature as DER; `None` when it is not one (wrong length, r

@@ -17,7 +17,7 @@ pub mod rust;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::{Algorithm, PublicKey};
+use crate::{Algorithm, PublicKey, Signed};
 
 /// Which backend a [`crate::Verifier`] prefers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -71,7 +71,8 @@ impl fmt::Display for Backend {
 }
 
 impl Backend {
-    /// Verifies `signature` over `message`; `true` only for a valid signature.
+    /// Verifies `signature` over the document `message`; `true` only for a
+    /// valid signature.
     pub fn verify(
         self,
         key: &PublicKey,
@@ -79,12 +80,27 @@ impl Backend {
         message: &[u8],
         signature: &[u8],
     ) -> (bool, Used) {
+        self.verify_signed(key, algorithm, Signed::Document(message), signature)
+    }
+
+    /// Verifies `signature` over a document or its digest; `true` only for
+    /// a valid signature.
+    pub fn verify_signed(
+        self,
+        key: &PublicKey,
+        algorithm: Algorithm,
+        signed: Signed<'_>,
+        signature: &[u8],
+    ) -> (bool, Used) {
         #[cfg(feature = "aws-lc")]
         if self == Backend::Fast {
-            if let Some(valid) = aws_lc::verify(key.fast(), algorithm, message, signature) {
+            if let Some(valid) = aws_lc::verify_signed(key.fast(), algorithm, signed, signature) {
                 return (valid, Used::AwsLc);
             }
         }
-        (rust::verify(key, algorithm, message, signature), Used::Rust)
+        (
+            rust::verify_signed(key, algorithm, signed, signature),
+            Used::Rust,
+        )
     }
 }

@@ -4,65 +4,71 @@
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::ecdsa::signature::Verifier as _;
 use rsa::{Pkcs1v15Sign, Pss};
-use sha2::Digest as _;
 
 use crate::keys::{EcKey, KeyMaterial};
-use crate::{Algorithm, Digest, Padding, PublicKey, Scheme, SignatureEncoding};
+use crate::{Algorithm, Digest, Padding, PublicKey, Scheme, SignatureEncoding, Signed};
+
+/// Verifies `signature` over the document `message` with the pure-Rust
+/// crates (see [`verify_signed`]).
+pub fn verify(key: &PublicKey, algorithm: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+    verify_signed(key, algorithm, Signed::Document(message), signature)
+}
 
 /// Verifies with the pure-Rust crates. Any failure (bad padding or
-/// encoding, wrong length, wrong key, a key of another family) is a `false`
-/// verdict: there is nothing else it can mean here.
-pub fn verify(key: &PublicKey, algorithm: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+/// encoding, wrong length, wrong key, a key of another family, a digest
+/// that is not the algorithm's) is a `false` verdict: there is nothing else
+/// it can mean here.
+pub fn verify_signed(
+    key: &PublicKey,
+    algorithm: Algorithm,
+    signed: Signed<'_>,
+    signature: &[u8],
+) -> bool {
     match (key.material(), algorithm.scheme(), algorithm.digest()) {
-        (KeyMaterial::Rsa(rsa), Scheme::Rsa(padding), Some(digest)) => {
-            verify_rsa(rsa, padding, digest, message, signature)
-        }
-        (KeyMaterial::Ec(ec), Scheme::Ecdsa(encoding), Some(digest)) => {
-            verify_ecdsa(ec, encoding, &hash(digest, message), signature)
-        }
-        (KeyMaterial::Ed25519(key), Scheme::Ed25519, None) => {
-            ed25519_dalek::Signature::from_slice(signature)
-                .is_ok_and(|sig| key.verify(message, &sig).is_ok())
-        }
+        (KeyMaterial::Rsa(rsa), Scheme::Rsa(padding), Some(digest)) => signed
+            .digest_for(algorithm)
+            .is_some_and(|hashed| verify_rsa(rsa, padding, digest, &hashed, signature)),
+        (KeyMaterial::Ec(ec), Scheme::Ecdsa(encoding), Some(_)) => signed
+            .digest_for(algorithm)
+            .is_some_and(|hashed| verify_ecdsa(ec, encoding, &hashed, signature)),
+        (KeyMaterial::Ed25519(key), Scheme::Ed25519, None) => match signed {
+            Signed::Document(message) => ed25519_dalek::Signature::from_slice(signature)
+                .is_ok_and(|sig| key.verify(message, &sig).is_ok()),
+            Signed::Digest(_) => false,
+        },
         _ => false,
     }
 }
 
+/// RSA over `hashed`, the document's `digest`.
 fn verify_rsa(
     rsa: &rsa::RsaPublicKey,
     padding: Padding,
     digest: Digest,
-    message: &[u8],
+    hashed: &[u8],
     signature: &[u8],
 ) -> bool {
-    let hashed = hash(digest, message);
     match (padding, digest) {
         (Padding::Pkcs1v15, Digest::Sha256) => {
-            rsa.verify(Pkcs1v15Sign::new::<sha2::Sha256>(), &hashed, signature)
+            rsa.verify(Pkcs1v15Sign::new::<sha2::Sha256>(), hashed, signature)
         }
         (Padding::Pkcs1v15, Digest::Sha384) => {
-            rsa.verify(Pkcs1v15Sign::new::<sha2::Sha384>(), &hashed, signature)
+            rsa.verify(Pkcs1v15Sign::new::<sha2::Sha384>(), hashed, signature)
         }
         (Padding::Pkcs1v15, Digest::Sha512) => {
-            rsa.verify(Pkcs1v15Sign::new::<sha2::Sha512>(), &hashed, signature)
+            rsa.verify(Pkcs1v15Sign::new::<sha2::Sha512>(), hashed, signature)
         }
         (Padding::Pkcs1v15, Digest::Sha1) => {
-            rsa.verify(Pkcs1v15Sign::new::<sha1::Sha1>(), &hashed, signature)
+            rsa.verify(Pkcs1v15Sign::new::<sha1::Sha1>(), hashed, signature)
         }
         (Padding::Pkcs1v15, Digest::Md5) => {
-            rsa.verify(Pkcs1v15Sign::new::<md5::Md5>(), &hashed, signature)
+            rsa.verify(Pkcs1v15Sign::new::<md5::Md5>(), hashed, signature)
         }
         // `Pss::new` fixes MGF1 to the same digest and the salt length to the
         // digest length, which is exactly what we accept.
-        (Padding::Pss, Digest::Sha256) => {
-            rsa.verify(Pss::new::<sha2::Sha256>(), &hashed, signature)
-        }
-        (Padding::Pss, Digest::Sha384) => {
-            rsa.verify(Pss::new::<sha2::Sha384>(), &hashed, signature)
-        }
-        (Padding::Pss, Digest::Sha512) => {
-            rsa.verify(Pss::new::<sha2::Sha512>(), &hashed, signature)
-        }
+        (Padding::Pss, Digest::Sha256) => rsa.verify(Pss::new::<sha2::Sha256>(), hashed, signature),
+        (Padding::Pss, Digest::Sha384) => rsa.verify(Pss::new::<sha2::Sha384>(), hashed, signature),
+        (Padding::Pss, Digest::Sha512) => rsa.verify(Pss::new::<sha2::Sha512>(), hashed, signature),
         (Padding::Pss, Digest::Sha1 | Digest::Md5) => return false,
     }
     .is_ok()
@@ -97,16 +103,5 @@ fn verify_ecdsa(ec: &EcKey, encoding: SignatureEncoding, prehash: &[u8], signatu
         EcKey::P256(key) => check!(p256, key),
         EcKey::P384(key) => check!(p384, key),
         EcKey::P521(key) => check!(p521, key),
-    }
-}
-
-/// Hashes `message` with `digest`.
-pub fn hash(digest: Digest, message: &[u8]) -> Vec<u8> {
-    match digest {
-        Digest::Md5 => md5::Md5::digest(message).to_vec(),
-        Digest::Sha1 => sha1::Sha1::digest(message).to_vec(),
-        Digest::Sha256 => sha2::Sha256::digest(message).to_vec(),
-        Digest::Sha384 => sha2::Sha384::digest(message).to_vec(),
-        Digest::Sha512 => sha2::Sha512::digest(message).to_vec(),
     }
 }
