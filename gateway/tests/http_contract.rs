@@ -76,6 +76,7 @@ async fn submit_and_read_results_for_every_document_source() {
         "gateway_pending",
         r#"gateway_http_request_seconds_bucket{route="/api/signature",le="#,
         r#"broker_confirm_seconds_bucket{kind="verify-requests",le="#,
+        r#"batch_size_count{kind="verify-requests"}"#,
     ] {
         assert!(
             metrics.contains(name),

@@ -10,7 +10,9 @@ use rand::{Rng, SeedableRng};
 use rsa::pkcs8::EncodePublicKey;
 use rsa::{Pkcs1v15Sign, Pss, RsaPrivateKey};
 use verify_core::backend::{aws_lc, rust};
-use verify_core::{Algorithm, Digest, KeyFamily, Padding, PublicKey, Scheme, SignatureEncoding};
+use verify_core::{
+    Algorithm, Digest, KeyFamily, Padding, PublicKey, Scheme, SignatureEncoding, Signed,
+};
 
 /// A private key of any family served, to sign test cases with.
 enum Signer {
@@ -177,9 +179,14 @@ fn both_backends_agree_on_random_cases() {
             _ => {}
         }
         let key = &publics[verify_with];
-        let reference = rust::verify(key, algorithm, &message, &signature);
-        let fast = aws_lc::verify(key.fast(), algorithm, &message, &signature)
-            .expect("AWS-LC serves every non-legacy algorithm on these keys");
+        let reference = rust::verify(key, algorithm, Signed::Document(&message), &signature);
+        let fast = aws_lc::verify(
+            key.fast(),
+            algorithm,
+            Signed::Document(&message),
+            &signature,
+        )
+        .expect("AWS-LC serves every non-legacy algorithm on these keys");
         assert_eq!(
             reference, fast,
             "case {case}: {algorithm}, key {verify_with}, len {len}, damage {damage}"
@@ -225,24 +232,40 @@ fn encodings_and_families_do_not_cross() {
         (Algorithm::Ed25519, &raw, false),
     ] {
         assert_eq!(
-            rust::verify(&key, algorithm, message, signature),
+            rust::verify(&key, algorithm, Signed::Document(message), signature),
             expected,
             "{algorithm}"
         );
-        let fast = aws_lc::verify(key.fast(), algorithm, message, signature).unwrap_or(false);
+        let fast = aws_lc::verify(key.fast(), algorithm, Signed::Document(message), signature)
+            .unwrap_or(false);
         assert_eq!(fast, expected, "{algorithm} (aws-lc)");
     }
     let ed_sig = ed.sign(Algorithm::Ed25519, message, false, &mut rng);
     let ed_key = ed.public();
-    assert!(rust::verify(&ed_key, Algorithm::Ed25519, message, &ed_sig));
+    assert!(rust::verify(
+        &ed_key,
+        Algorithm::Ed25519,
+        Signed::Document(message),
+        &ed_sig
+    ));
     for bad in [
         &ed_sig[..63],
         &[ed_sig.as_slice(), &[0]].concat()[..],
         &[][..],
     ] {
-        assert!(!rust::verify(&ed_key, Algorithm::Ed25519, message, bad));
+        assert!(!rust::verify(
+            &ed_key,
+            Algorithm::Ed25519,
+            Signed::Document(message),
+            bad
+        ));
         assert_eq!(
-            aws_lc::verify(ed_key.fast(), Algorithm::Ed25519, message, bad),
+            aws_lc::verify(
+                ed_key.fast(),
+                Algorithm::Ed25519,
+                Signed::Document(message),
+                bad
+            ),
             Some(false)
         );
     }

@@ -578,10 +578,20 @@ fn a_key_parses_once_and_serves_every_backend() {
         .find(|v| v.key.as_str() == "k2048" && v.algorithm == Algorithm::DEFAULT)
         .unwrap();
     let doc = document(&v.document);
-    assert!(backend::rust::verify(&key, v.algorithm, &doc, &v.signature));
+    assert!(backend::rust::verify(
+        &key,
+        v.algorithm,
+        Signed::Document(&doc),
+        &v.signature
+    ));
     #[cfg(feature = "aws-lc")]
     assert_eq!(
-        backend::aws_lc::verify(key.fast(), v.algorithm, &doc, &v.signature),
+        backend::aws_lc::verify(
+            key.fast(),
+            v.algorithm,
+            Signed::Document(&doc),
+            &v.signature
+        ),
         Some(true)
     );
 }

@@ -115,22 +115,11 @@ impl FastKey {
     }
 }
 
-/// `Some(verdict)` over the document `message` when AWS-LC supports this
-/// key and algorithm, else `None` (see [`verify_signed`]).
-pub fn verify(
-    key: &FastKey,
-    algorithm: Algorithm,
-    message: &[u8],
-    signature: &[u8],
-) -> Option<bool> {
-    verify_signed(key, algorithm, Signed::Document(message), signature)
-}
-
 /// `Some(verdict)` when AWS-LC supports this key and algorithm, else
 /// `None`. A digest is checked as it is (AWS-LC's `verify_digest_sig`),
 /// and only when it has the algorithm's length; Ed25519 takes a document
 /// only.
-pub fn verify_signed(
+pub fn verify(
     key: &FastKey,
     algorithm: Algorithm,
     signed: Signed<'_>,

@@ -94,13 +94,10 @@ impl Backend {
     ) -> (bool, Used) {
         #[cfg(feature = "aws-lc")]
         if self == Backend::Fast {
-            if let Some(valid) = aws_lc::verify_signed(key.fast(), algorithm, signed, signature) {
+            if let Some(valid) = aws_lc::verify(key.fast(), algorithm, signed, signature) {
                 return (valid, Used::AwsLc);
             }
         }
-        (
-            rust::verify_signed(key, algorithm, signed, signature),
-            Used::Rust,
-        )
+        (rust::verify(key, algorithm, signed, signature), Used::Rust)
     }
 }

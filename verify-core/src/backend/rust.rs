@@ -8,22 +8,11 @@ use rsa::{Pkcs1v15Sign, Pss};
 use crate::keys::{EcKey, KeyMaterial};
 use crate::{Algorithm, Digest, Padding, PublicKey, Scheme, SignatureEncoding, Signed};
 
-/// Verifies `signature` over the document `message` with the pure-Rust
-/// crates (see [`verify_signed`]).
-pub fn verify(key: &PublicKey, algorithm: Algorithm, message: &[u8], signature: &[u8]) -> bool {
-    verify_signed(key, algorithm, Signed::Document(message), signature)
-}
-
 /// Verifies with the pure-Rust crates. Any failure (bad padding or
 /// encoding, wrong length, wrong key, a key of another family, a digest
 /// that is not the algorithm's) is a `false` verdict: there is nothing else
 /// it can mean here.
-pub fn verify_signed(
-    key: &PublicKey,
-    algorithm: Algorithm,
-    signed: Signed<'_>,
-    signature: &[u8],
-) -> bool {
+pub fn verify(key: &PublicKey, algorithm: Algorithm, signed: Signed<'_>, signature: &[u8]) -> bool {
     match (key.material(), algorithm.scheme(), algorithm.digest()) {
         (KeyMaterial::Rsa(rsa), Scheme::Rsa(padding), Some(digest)) => signed
             .digest_for(algorithm)
