@@ -7,7 +7,8 @@
 # it prints loadcheck's JSON line and the CPU each process used per verified
 # request (broker, gateway, workers, the driver itself), from /proc, and the
 # broker messages the gateway and the workers published per verified request
-# (their /metrics `batch_size` counts; the workers serve /metrics on 18481-2).
+# (their /metrics `batch_size` counts; the workers serve /metrics on 18481-2),
+# and how busy the machine was and how much of it the host took (steal).
 # Each process's /metrics after each phase stays in the run directory.
 #
 #   scripts/tail-bench.sh [--bin DIR] [--duration S] [--open-pct P[,P...]]
@@ -63,7 +64,10 @@ done
 for _ in $(seq 120); do curl -sf http://127.0.0.1:18480/readyz >/dev/null && break; sleep 0.5; done
 tck=$(getconf CLK_TCK)
 ticks() { local t=0; for p in "$@"; do read -r -a f < "/proc/$p/stat"; t=$((t + f[13] + f[14])); done; echo "$t"; }
-snapshot() { echo "$(ticks $(pgrep -x beam.smp)) $(ticks "$gw") $(ticks "${workers[@]}")"; }
+# The machine's busy and stolen ticks (all CPUs) come last: on a virtual machine the host
+# may take cores away (steal), and a tail measured while it does says little about the code.
+machine() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8, $9}' /proc/stat; cut -d' ' -f1 /proc/uptime; }
+snapshot() { echo "$(ticks $(pgrep -x beam.smp)) $(ticks "$gw") $(ticks "${workers[@]}")" $(machine); }
 # Messages each process published so far, by kind: the batch_size counts.
 published() {
   for port in 18480 18481 18482; do curl -sf "http://127.0.0.1:$port/metrics" || true; done |
@@ -96,7 +100,7 @@ import json, re, sys
 label, j, before, after, driver, tck, sent_before, sent_after = sys.argv[1:]
 r = json.loads(j)
 tck = int(tck)
-b = list(map(int, before.split())); a = list(map(int, after.split()))
+b = list(map(float, before.split())); a = list(map(float, after.split()))
 def secs(t):
     m = re.match(r"(\d+)m([\d.]+)s", t)
     return int(m.group(1)) * 60 + float(m.group(2))
@@ -117,7 +121,11 @@ def kinds(t):
 sb, sa = kinds(sent_before), kinds(sent_after)
 msgs = {k: round((sa[k] - sb.get(k, 0)) / n, 3) for k in sa}
 print(f"{'':12} messages published per verified request: " + " ".join(f"{k} {v}" for k, v in sorted(msgs.items())))
-print(json.dumps({"phase": label, "result": r, "cpu_us_per_request": per, "messages_per_request": msgs}))
+wall = a[5] - b[5]
+machine = {"busy_cores": round((a[3] - b[3]) / tck / wall, 2), "stolen_cores": round((a[4] - b[4]) / tck / wall, 2)}
+print(f"{'':12} machine: {machine['busy_cores']} cores busy, {machine['stolen_cores']} taken by the host (steal)")
+print(json.dumps({"phase": label, "result": r, "cpu_us_per_request": per, "messages_per_request": msgs,
+                  "machine": machine}))
 PY
 }
 

@@ -11,8 +11,12 @@
 //!
 //! `loadgen seed-events`: appends lifecycle events to an events stream, to
 //! measure how long a gateway takes to replay them (scripts/replay-bench.sh).
+//!
+//! `loadgen confirm-floor`: the broker alone, one confirmed message at a
+//! time: the least any request can take on this machine (scripts/latency-floor.sh).
 
 mod chart;
+mod floor;
 mod pool;
 mod report;
 mod run;
@@ -39,6 +43,9 @@ enum Command {
     Chart(chart::Args),
     /// Append N accepted/completed events to `<queue>.events`.
     SeedEvents(seed::Args),
+    /// Publish one persistent message at a time to fresh queues and report
+    /// the broker's publish-to-confirm latency by queue type.
+    ConfirmFloor(floor::Args),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -47,5 +54,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Run(args) => run::run(args).await,
         Command::Chart(args) => chart::draw(&args),
         Command::SeedEvents(args) => seed::seed(args).await,
+        Command::ConfirmFloor(args) => floor::measure(args).await,
     }
 }
