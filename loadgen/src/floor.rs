@@ -12,16 +12,14 @@ use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Confirmation};
+
+use crate::amqp::BrokerUrl;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    pub amqp_url: String,
+    #[command(flatten)]
+    pub broker: BrokerUrl,
     /// Queue types to measure, one after the other (quorum, stream, classic).
     #[arg(long, value_delimiter = ',', default_value = "quorum,stream")]
     pub queue_types: Vec<String>,
@@ -40,7 +38,7 @@ pub struct Args {
 }
 
 pub async fn measure(args: Args) -> anyhow::Result<()> {
-    let conn = Connection::connect(&args.amqp_url, ConnectionProperties::default()).await?;
+    let conn = args.broker.connect().await?;
     let channel = conn.create_channel().await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())

@@ -15,6 +15,7 @@
 //! `loadgen confirm-floor`: the broker alone, one confirmed message at a
 //! time: the least any request can take on this machine (scripts/latency-floor.sh).
 
+mod amqp;
 mod chart;
 mod floor;
 mod pool;

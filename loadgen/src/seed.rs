@@ -5,17 +5,15 @@ use std::time::{Duration, Instant};
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::BasicProperties;
 use verify_core::{Algorithm, Event, EventKind, KeyId, RequestId, Topology};
+
+use crate::amqp::BrokerUrl;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    pub amqp_url: String,
+    #[command(flatten)]
+    pub broker: BrokerUrl,
     /// The request queue name; events go to `<queue>.events`.
     #[arg(long)]
     pub queue: String,
@@ -32,7 +30,7 @@ pub struct Args {
 
 pub async fn seed(args: Args) -> anyhow::Result<()> {
     let topology = Topology::new(&args.queue);
-    let conn = Connection::connect(&args.amqp_url, ConnectionProperties::default()).await?;
+    let conn = args.broker.connect().await?;
     let channel = conn.create_channel().await?;
     let mut stream_args = FieldTable::default();
     stream_args.insert(
@@ -92,7 +90,7 @@ pub async fn seed(args: Args) -> anyhow::Result<()> {
                     // them as this connection's user, as a worker does.
                     BasicProperties::default()
                         .with_delivery_mode(2)
-                        .with_user_id(ShortString::from(broker::url_user(&args.amqp_url))),
+                        .with_user_id(ShortString::from(broker::url_user(&args.broker.url))),
                 )
                 .await?;
             batch.clear();
