@@ -39,7 +39,6 @@ cleanup() {
 trap cleanup EXIT
 
 tck=$(getconf CLK_TCK)
-machine() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8, $9}' /proc/stat; cut -d' ' -f1 /proc/uptime; }
 report_machine() {
   python3 -c '
 import sys

@@ -64,9 +64,7 @@ done
 for _ in $(seq 120); do curl -sf http://127.0.0.1:18480/readyz >/dev/null && break; sleep 0.5; done
 tck=$(getconf CLK_TCK)
 ticks() { local t=0; for p in "$@"; do read -r -a f < "/proc/$p/stat"; t=$((t + f[13] + f[14])); done; echo "$t"; }
-# The machine's busy and stolen ticks (all CPUs) come last: on a virtual machine the host
-# may take cores away (steal), and a tail measured while it does says little about the code.
-machine() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8, $9}' /proc/stat; cut -d' ' -f1 /proc/uptime; }
+# The machine's busy and stolen ticks and its uptime (lib.sh) come last.
 snapshot() { echo "$(ticks $(pgrep -x beam.smp)) $(ticks "$gw") $(ticks "${workers[@]}")" $(machine); }
 # Messages each process published so far, by kind: the batch_size counts.
 published() {

@@ -1,7 +1,17 @@
 //! `loadgen confirm-floor` against the real broker: it prints one line of
 //! percentiles per queue type and leaves no queue behind.
 
-use std::process::Command;
+use std::process::{Command, Output};
+
+/// Runs `loadgen confirm-floor` with `args`, its queues named `<prefix>.<uuid>`.
+fn confirm_floor(prefix: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .arg("confirm-floor")
+        .args(args)
+        .args(["--prefix", prefix])
+        .output()
+        .expect("loadgen runs")
+}
 
 fn queues_named(prefix: &str) -> Vec<String> {
     let out = Command::new("rabbitmqctl")
@@ -18,20 +28,17 @@ fn queues_named(prefix: &str) -> Vec<String> {
 #[test]
 fn prints_each_queue_types_confirm_latency_and_deletes_its_queues() {
     let prefix = format!("test.floor.{}", std::process::id());
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "confirm-floor",
+    let out = confirm_floor(
+        &prefix,
+        &[
             "--queue-types",
             "quorum,stream",
             "--count",
             "20",
             "--pause",
             "1ms",
-            "--prefix",
-            &prefix,
-        ])
-        .output()
-        .expect("loadgen runs");
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -56,18 +63,7 @@ fn prints_each_queue_types_confirm_latency_and_deletes_its_queues() {
 #[test]
 fn an_unknown_queue_type_is_an_error_not_a_figure() {
     let prefix = format!("test.floor.bad.{}", std::process::id());
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "confirm-floor",
-            "--queue-types",
-            "no-such-type",
-            "--count",
-            "5",
-            "--prefix",
-            &prefix,
-        ])
-        .output()
-        .expect("loadgen runs");
+    let out = confirm_floor(&prefix, &["--queue-types", "no-such-type", "--count", "5"]);
     assert!(!out.status.success());
     assert!(
         out.stdout.is_empty(),
