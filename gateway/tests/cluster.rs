@@ -22,7 +22,9 @@ struct Load {
     refused: AtomicU64,
     /// Answers that were neither 202 nor 503 + Retry-After.
     wrong: Mutex<Vec<String>>,
-    slowest_ms: AtomicU64,
+    /// The slowest POST: its time (ms), answer, gateway and trace (to find
+    /// it in the logs).
+    slowest: Mutex<(u64, String)>,
     stop: AtomicBool,
 }
 
@@ -54,8 +56,23 @@ async fn drive(
             .json(body)
             .send()
             .await;
-        load.slowest_ms
-            .fetch_max(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let took = started.elapsed().as_millis() as u64;
+        {
+            let mut slowest = load.slowest.lock().unwrap();
+            if slowest.0 < took {
+                *slowest = (
+                    took,
+                    match &answer {
+                        Ok(r) => format!(
+                            "{} from {base}, traceparent {:?}",
+                            r.status(),
+                            r.headers().get("traceparent")
+                        ),
+                        Err(e) => format!("{e} from {base}"),
+                    },
+                );
+            }
+        }
         match answer {
             Ok(r) if r.status() == 202 => {
                 let json: Value = r.json().await.unwrap();
@@ -94,7 +111,7 @@ async fn kill_and_watch(cluster: &Cluster, node: u8, gateways: &[String]) -> Dur
         .timeout(Duration::from_secs(2))
         .build()
         .unwrap();
-    cluster.kill(node);
+    off_runtime(|| cluster.kill(node));
     let killed = Instant::now();
     let mut last_unready = Duration::ZERO;
     while killed.elapsed() < Duration::from_secs(12) {
@@ -116,7 +133,7 @@ async fn kill_and_watch(cluster: &Cluster, node: u8, gateways: &[String]) -> Dur
 /// SIGKILLs the node leading `queue` and asserts every gateway is ready
 /// again within 10 s; the node killed.
 async fn kill_the_leader(cluster: &Cluster, queue: &str, gateways: &[String]) -> u8 {
-    let leader = cluster.leader(queue);
+    let leader = off_runtime(|| cluster.leader(queue));
     let unready = kill_and_watch(cluster, leader, gateways).await;
     eprintln!("killed node {leader} (leader): gateways last unready {unready:?} after the kill");
     assert!(
@@ -126,7 +143,15 @@ async fn kill_the_leader(cluster: &Cluster, queue: &str, gateways: &[String]) ->
     leader
 }
 
-#[tokio::test]
+/// Runs a blocking call (the cluster script: seconds for a node to start)
+/// without stopping the clients: on a current-thread runtime it would
+/// freeze them too, and a POST they had sent would be timed as long as
+/// the script took, however soon the gateway answered it.
+fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_any_one_node_under_load_loses_nothing() {
     let cluster = Cluster::start();
     let env = TestEnv::with_broker(cluster.url());
@@ -172,8 +197,10 @@ async fn losing_any_one_node_under_load_loses_nothing() {
     let after_first = load.accepted();
     accepted_at_least(&load, after_first + 300).await;
 
-    cluster.start_node(first);
-    cluster.script(&["wait"]);
+    off_runtime(|| {
+        cluster.start_node(first);
+        cluster.script(&["wait"]);
+    });
     kill_the_leader(&cluster, &env.queue, &gateways).await;
     let after_second = load.accepted();
     accepted_at_least(&load, (after_second + 300).max(1_100)).await;
@@ -187,8 +214,13 @@ async fn losing_any_one_node_under_load_loses_nothing() {
         wrong.is_empty(),
         "answers other than 202 / 503 + Retry-After: {wrong:?}"
     );
-    let slowest = load.slowest_ms.load(Ordering::Relaxed);
-    assert!(slowest < 15_000, "a POST took {slowest} ms");
+    let (slowest, slowest_answer) = load.slowest.lock().unwrap().clone();
+    // A request's publish, and its copy on another node, share one
+    // CONFIRM_TIMEOUT (5 s): twice that is the most any answer may take.
+    assert!(
+        slowest < 10_000,
+        "a POST took {slowest} ms: {slowest_answer}"
+    );
     let accepted = load.accepted.lock().unwrap().clone();
     let mut unknown = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -252,8 +284,8 @@ async fn losing_any_one_node_under_load_loses_nothing() {
         );
     }
     eprintln!(
-        "{} accepted, all verified; {} refused with 503; slowest POST {slowest} ms; \
-         {republished} requests published again for want of a verdict",
+        "{} accepted, all verified; {} refused with 503; slowest POST {slowest} ms \
+         ({slowest_answer}); {republished} requests published again for want of a verdict",
         accepted.len(),
         load.refused.load(Ordering::Relaxed)
     );
