@@ -4,7 +4,7 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN_DIR="$ROOT/run"
 
-log() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+log() { printf '\033[1m==>\033[0m %s %s\n' "$(date +%T)" "$*" >&2; }
 
 # True when something accepts TCP connections on host:port.
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
