@@ -13,7 +13,7 @@ use clap::Parser;
 )]
 pub struct Config {
     #[command(flatten)]
-    pub broker: broker::BrokerArgs,
+    pub broker: broker_client::BrokerArgs,
 
     /// Address the HTTP server listens on (port 0 picks a free port).
     #[arg(long, env = "GATEWAY_ADDR", default_value = "0.0.0.0:8080")]
@@ -145,7 +145,7 @@ impl Config {
             .collect();
         if named.is_empty() {
             let first = self.broker.amqp_url.split(',').next().unwrap_or_default();
-            vec![broker::url_user(first.trim())]
+            vec![broker_client::url_user(first.trim())]
         } else {
             named
         }

@@ -11,8 +11,9 @@
 //!    verdicts only from the trusted worker user; the store
 //! 4. `GET /api/signature/{id}` reads, long-polling on the store's waiters.
 //!
-//! [`startup`] wires it together, [`config`] holds every knob; signals and
-//! telemetry come from the shared `broker` and `telemetry` crates.
+//! [`startup`] wires it together, [`config`] holds every knob; the broker's
+//! client, signals and telemetry come from the shared `broker-client`,
+//! `shutdown` and `telemetry` crates.
 
 pub mod amqp;
 pub mod auth;

@@ -1,4 +1,3 @@
-use broker::shutdown;
 use clap::Parser;
 use gateway::{config::Config, startup::Application};
 use mimalloc::MiMalloc;

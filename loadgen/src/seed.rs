@@ -90,7 +90,7 @@ pub async fn seed(args: Args) -> anyhow::Result<()> {
                     // them as this connection's user, as a worker does.
                     BasicProperties::default()
                         .with_delivery_mode(2)
-                        .with_user_id(ShortString::from(broker::url_user(&args.broker.url))),
+                        .with_user_id(ShortString::from(broker_client::url_user(&args.broker.url))),
                 )
                 .await?;
             batch.clear();

@@ -14,7 +14,7 @@ use clap::{ArgAction, Parser};
 )]
 pub struct Config {
     #[command(flatten)]
-    pub broker: broker::BrokerArgs,
+    pub broker: broker_client::BrokerArgs,
 
     /// Directory of public keys (*.pem, *.der, *.crt, *.cer); keyId = file name
     /// without extension. Every file must load, or the worker does not start.

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker::{BatchPublisher, Link, Publisher};
+use broker_client::{BatchPublisher, Link, Publisher};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use verify_core::{Event, EventKind, RequestId, Verifier, WorkerBeat, WorkerState};
@@ -71,7 +71,7 @@ pub struct Beacon {
 impl Beacon {
     /// Appends the beat to the events stream and broadcasts it to the
     /// other workers (best effort: a beat nobody hears is not an error).
-    async fn send(&self, state: WorkerState) -> Result<(), broker::PublishError> {
+    async fn send(&self, state: WorkerState) -> Result<(), broker_client::PublishError> {
         let beat = self
             .identity
             .beat(state, &self.stats, &self.verifier)

@@ -4,8 +4,8 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use broker::Link;
-use broker::Publisher;
+use broker_client::Link;
+use broker_client::Publisher;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 /// Health paths (compose.yaml's health checks use them; a test holds the two together).

@@ -1,4 +1,3 @@
-use broker::shutdown;
 use clap::Parser;
 use mimalloc::MiMalloc;
 use verifier_worker::{config::Config, startup::Worker};

@@ -16,7 +16,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use broker::{Link, SessionError};
+use broker_client::{Link, SessionError};
 use dashmap::DashMap;
 use futures_util::StreamExt;
 use lapin::options::{
@@ -98,7 +98,7 @@ pub async fn declare_exchange(channel: &Channel, topology: &Topology) -> lapin::
 /// Listens to the other workers' beats until `stop`, reconnecting as the
 /// link does.
 pub fn spawn(
-    endpoint: broker::Endpoint,
+    endpoint: broker_client::Endpoint,
     topology: Arc<Topology>,
     peers: Arc<Peers>,
     stop: CancellationToken,

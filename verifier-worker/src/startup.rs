@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use broker::{BatchPublisher, Link};
+use broker_client::{BatchPublisher, Link};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use verify_core::Verifier;
@@ -80,7 +80,7 @@ impl Worker {
                     let channel = session.connection.create_channel().await?;
                     peers::declare_exchange(&channel, &topology).await?;
                     let _ = channel.close(200, "declared".into()).await;
-                    broker::publisher::serve(session, confirm_timeout).await
+                    broker_client::publisher::serve(session, confirm_timeout).await
                 }
             },
         );

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use broker::{Link, Publisher, SessionError};
+use broker_client::{Link, Publisher, SessionError};
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
@@ -83,9 +83,9 @@ impl Trust {
 
 /// Where the projection reads from and how.
 pub struct Source {
-    pub endpoint: broker::Endpoint,
+    pub endpoint: broker_client::Endpoint,
     pub topology: Arc<Topology>,
-    pub settings: broker::QueueSettings,
+    pub settings: broker_client::QueueSettings,
     /// Stream deliveries in flight to this gateway.
     pub prefetch: u16,
     pub identity: Arc<str>,
@@ -126,7 +126,8 @@ impl Projection {
                 let workers = workers.clone();
                 let stats = stats.clone();
                 async move {
-                    broker::declare_topology(&session.connection, &topology, &settings).await?;
+                    broker_client::declare_topology(&session.connection, &topology, &settings)
+                        .await?;
                     let channel = session.connection.create_channel().await?;
                     channel
                         .basic_qos(prefetch, BasicQosOptions::default())

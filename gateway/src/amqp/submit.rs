@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use broker::{BatchLimits, BatchPublisher, Link, PublishError, Publisher};
+use broker_client::{BatchLimits, BatchPublisher, Link, PublishError, Publisher};
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,8 +22,10 @@ pub enum SubmitError {
     QueueFull,
     #[error("{0}")]
     Broker(PublishError),
+    /// The submission's task panicked or was cancelled (a bug, not the
+    /// broker): the request is refused like any other doubt.
     #[error("the submission failed unexpectedly: {0}")]
-    Internal(String),
+    Aborted(#[from] tokio::task::JoinError),
 }
 
 /// Requests per message at most: a batch is verified by one worker, so it is
@@ -46,9 +48,9 @@ pub struct Submitter {
 
 /// Where and how requests are published.
 pub struct Target {
-    pub endpoint: broker::Endpoint,
+    pub endpoint: broker_client::Endpoint,
     pub topology: Arc<Topology>,
-    pub settings: broker::QueueSettings,
+    pub settings: broker_client::QueueSettings,
     pub confirm_timeout: std::time::Duration,
     /// Largest message the broker takes.
     pub max_message_bytes: usize,
@@ -88,8 +90,9 @@ impl Submitter {
                 let topology = topo.clone();
                 let settings = settings.clone();
                 async move {
-                    broker::declare_topology(&session.connection, &topology, &settings).await?;
-                    broker::publisher::serve(session, confirm_timeout).await
+                    broker_client::declare_topology(&session.connection, &topology, &settings)
+                        .await?;
+                    broker_client::publisher::serve(session, confirm_timeout).await
                 }
             },
         );

@@ -368,7 +368,7 @@ async fn accept(
     let refused = match submission.await {
         Ok(Ok(())) => return Ok(accepted(id)),
         Ok(Err(e)) => e,
-        Err(panicked) => SubmitError::Internal(panicked.to_string()),
+        Err(aborted) => SubmitError::Aborted(aborted),
     };
     let (code, reason, why) = match &refused {
         SubmitError::QueueFull => ("queue_full", "queue_full", "the request queue is full"),
@@ -377,7 +377,7 @@ async fn accept(
             "disconnected",
             "the gateway is not connected to the broker",
         ),
-        SubmitError::Broker(_) | SubmitError::Internal(_) => (
+        SubmitError::Broker(_) | SubmitError::Aborted(_) => (
             "broker_unavailable",
             "broker_error",
             "the broker did not confirm the request",

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use broker::{Link, SessionError};
+use broker_client::{Link, SessionError};
 use futures_util::StreamExt;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
@@ -22,9 +22,9 @@ use super::handler::Handler;
 /// Starts the supervised consumer. It stops (after finishing what it holds,
 /// within `drain_timeout`) when `stop` is cancelled.
 pub fn spawn(
-    endpoint: broker::Endpoint,
+    endpoint: broker_client::Endpoint,
     handler: Handler,
-    settings: broker::QueueSettings,
+    settings: broker_client::QueueSettings,
     prefetch: u16,
     drain_timeout: Duration,
     stop: CancellationToken,
@@ -35,7 +35,7 @@ pub fn spawn(
         let settings = settings.clone();
         async move {
             let topology = handler.topology.clone();
-            broker::declare_topology(&session.connection, &topology, &settings).await?;
+            broker_client::declare_topology(&session.connection, &topology, &settings).await?;
             let channel = session.connection.create_channel().await?;
             channel
                 .basic_qos(prefetch, BasicQosOptions::default())

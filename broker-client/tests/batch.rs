@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use broker::{BatchLimits, BatchPublisher, Endpoint, Link, QueueSettings, QueueType};
+use broker_client::{BatchLimits, BatchPublisher, Endpoint, Link, QueueSettings, QueueType};
 use tokio_util::sync::CancellationToken;
 use verify_core::Topology;
 
@@ -38,8 +38,8 @@ async fn publisher(
             let topology = topology.clone();
             let settings = settings.clone();
             async move {
-                broker::declare_topology(&session.connection, &topology, &settings).await?;
-                broker::publisher::serve(session, Duration::from_secs(5)).await
+                broker_client::declare_topology(&session.connection, &topology, &settings).await?;
+                broker_client::publisher::serve(session, Duration::from_secs(5)).await
             }
         },
     );

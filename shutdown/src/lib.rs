@@ -1,4 +1,6 @@
-//! SIGTERM and SIGINT become one cancellation token.
+//! shutdown: SIGTERM and SIGINT become one cancellation token. Invariant: the
+//! token is cancelled once, on the first of either signal; a process that
+//! cannot listen for SIGTERM still stops on SIGINT.
 
 use tokio_util::sync::CancellationToken;
 

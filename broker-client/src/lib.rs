@@ -1,5 +1,8 @@
-//! broker: the RabbitMQ and process plumbing both binaries share (logs,
-//! metrics and traces are the `telemetry` crate's).
+//! broker-client: the client side of RabbitMQ that both binaries share
+//! (logs, metrics and traces are the `telemetry` crate's, signals the
+//! `shutdown` crate's). Invariant: nothing leaves a process through this
+//! crate unconfirmed: a publish either ends in the broker's confirm or in an
+//! error the caller sees, each wait bounded.
 //!
 //! - [`link`]: a supervised connection that reconnects with backoff and
 //!   publishes its current session (or none) to whoever needs it.
@@ -9,7 +12,6 @@
 //! - [`config`]: the broker settings both binaries take.
 //! - [`endpoint`]: the broker URLs with their TLS files (`amqps://`).
 //! - [`batch`]: batched confirmed publishing (requests, lifecycle events).
-//! - [`shutdown`]: SIGTERM/SIGINT as one cancellation token.
 //!
 //! lapin 4 notes that shaped this crate: a broker `Nack` is not an `Err`
 //! (check the confirmation); with `mandatory`, an unroutable message comes
@@ -21,7 +23,6 @@ pub mod config;
 pub mod endpoint;
 pub mod link;
 pub mod publisher;
-pub mod shutdown;
 pub mod topology;
 
 pub use batch::{BatchLimits, BatchPublisher};
