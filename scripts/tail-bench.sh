@@ -14,18 +14,19 @@
 #   scripts/tail-bench.sh [--bin DIR] [--duration S] [--open-pct P[,P...]]
 #                         [--open-duration S] [--rate R]
 #                         [--gateway-env "K=V ..."] [--worker-env "K=V ..."]
-#                         [--driver-args "..."]
+#                         [--driver-args "..."] [--driver PATH]
 #
 # --bin: the release binaries to run (default target/release, built first);
 # point it at another build's target/release to compare builds in one sitting.
 # --gateway-env / --worker-env: extra environment for those processes (e.g.
 # TOKIO_WORKER_THREADS=1), to compare settings in one sitting.
 # --driver-args: extra loadcheck options for every phase (e.g. "--doc-bytes 700").
+# --driver: another loadcheck binary (e.g. one built with a per-request dump).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 B=$ROOT/../shared/bench
-BIN="" DUR=20 PCTS=60 ODUR=60 RATE="" GENV="" WENV="" DARGS=""
+BIN="" DUR=20 PCTS=60 ODUR=60 RATE="" GENV="" WENV="" DARGS="" DRIVER=""
 while [[ $# -gt 0 ]]; do
   case $1 in
     --bin) BIN=$2; shift 2 ;;
@@ -36,7 +37,8 @@ while [[ $# -gt 0 ]]; do
     --gateway-env) GENV=$2; shift 2 ;;
     --worker-env) WENV=$2; shift 2 ;;
     --driver-args) DARGS=$2; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --driver) DRIVER=$2; shift 2 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "tail-bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -47,7 +49,7 @@ if [[ -z $BIN ]]; then
 fi
 LC_TARGET=${LOADCHECK_TARGET_DIR:-${TMPDIR:-/tmp}/bench-loadcheck-target}
 cargo build -q --release --manifest-path "$B/loadcheck/Cargo.toml" --target-dir "$LC_TARGET"
-LC=$LC_TARGET/release/loadcheck
+LC=${DRIVER:-$LC_TARGET/release/loadcheck}
 run_dir=$(mktemp -d "${TMPDIR:-/tmp}/tail-bench-XXXX")
 pids=()
 Q=tailbench.$$

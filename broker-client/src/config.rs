@@ -73,6 +73,15 @@ pub struct BrokerArgs {
     #[arg(long, env = "BATCH_IN_FLIGHT", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub batch_in_flight: u16,
 
+    /// Whether event messages (`accepted` events, verdicts) go
+    /// zstd-compressed (`content-encoding: zstd`) when that makes them
+    /// smaller: the broker writes about a third of the bytes to the events
+    /// stream, whose pages the kernel writes out in bursts that delay the
+    /// request queue's syncs. Gateways read both forms; one older than this
+    /// setting reads only `false`.
+    #[arg(long, env = "COMPRESS_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub compress_events: bool,
+
     /// PEM file of the CA(s) that signed the broker's certificate, trusted
     /// for `amqps://` URLs besides the system's roots (a private CA).
     #[arg(long, env = "AMQP_CA_FILE")]
@@ -127,6 +136,15 @@ impl BrokerArgs {
         }
     }
 
+    /// [`Self::batch_limits`] for event messages: compressed per
+    /// COMPRESS_EVENTS.
+    pub fn event_limits(&self) -> BatchLimits {
+        BatchLimits {
+            compress: self.compress_events,
+            ..self.batch_limits()
+        }
+    }
+
     pub fn topology(&self) -> verify_core::Topology {
         verify_core::Topology::new(&self.request_queue)
     }
@@ -165,5 +183,18 @@ mod tests {
         assert_eq!(set.in_flight, 2);
         assert_eq!(set.max_items, BatchLimits::DEFAULT.max_items);
         assert!(Cli::try_parse_from(["x", "--batch-in-flight", "0"]).is_err());
+    }
+
+    #[test]
+    fn events_go_compressed_unless_turned_off() {
+        let defaults = Cli::parse_from(["x"]).broker;
+        assert!(defaults.event_limits().compress);
+        assert!(!defaults.batch_limits().compress);
+        assert_eq!(
+            defaults.event_limits().gather,
+            defaults.batch_limits().gather
+        );
+        let off = Cli::parse_from(["x", "--compress-events", "false"]).broker;
+        assert!(!off.event_limits().compress);
     }
 }

@@ -68,6 +68,34 @@ async fn several_workers_share_the_load() {
 }
 
 #[tokio::test]
+async fn verdicts_in_batches_go_compressed_and_are_read() {
+    let env = TestEnv::new();
+    let gw = env.gateway(&[]).await;
+    let _worker = env.worker("worker", &[]);
+    let signer = Signer2048::new();
+    let (bodies, expected) = mixed_bodies(&signer, 200, None);
+    // 64 at a time: verdicts gather into batches (a lone one is too small
+    // to be worth compressing and goes as JSON).
+    let ids = submit_all(&gw, &bodies, 64).await;
+    assert_all_complete(&gw, &ids, &expected).await;
+    let encodings = env.stream_encodings().await;
+    let compressed = encodings
+        .iter()
+        .filter(|e| e.as_deref() == Some("zstd"))
+        .count();
+    assert!(
+        compressed > 0,
+        "no event message went compressed (COMPRESS_EVENTS): {encodings:?}"
+    );
+    assert!(
+        encodings
+            .iter()
+            .all(|e| e.is_none() || e.as_deref() == Some("zstd")),
+        "{encodings:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_sigkilled_workers_requests_complete_elsewhere() {
     // A quorum queue counts the returns itself: nothing is given back.
     let metrics = sigkill_a_worker_holding_hundreds("quorum").await;

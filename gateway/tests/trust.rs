@@ -179,6 +179,44 @@ async fn events_this_build_cannot_read_are_skipped_alone() {
 }
 
 #[tokio::test]
+async fn compressed_events_are_read_and_undecodable_ones_rejected() {
+    let env = TestEnv::new();
+    let gw = env.gateway(&[]).await;
+    let ids: Vec<String> = (0..4).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let batch = Value::Array(
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| completed_event(id, i % 2 == 0, "worker@test:1"))
+            .collect(),
+    );
+    let body = verify_core::encoding::compress(&serde_json::to_vec(&batch).unwrap())
+        .expect("a batch of four verdicts compresses");
+    let events = format!("{}.events", env.queue);
+    let zstd = || event_properties(Some("guest")).with_content_encoding(ShortString::from("zstd"));
+    publish_to(AMQP_URL, &events, &body, zstd()).await.unwrap();
+    // Not zstd at all, though it says so: dropped whole, counted.
+    publish_to(AMQP_URL, &events, b"[{\"v\": 1}]", zstd())
+        .await
+        .unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let result = gw.result(id, Duration::from_secs(20)).await;
+        assert_eq!(result["valid"], i % 2 == 0, "{result}");
+    }
+    wait_for(
+        "the undecodable message counted",
+        Duration::from_secs(10),
+        || async {
+            gw.get_text("/metrics")
+                .await
+                .1
+                .lines()
+                .any(|l| l.starts_with("gateway_events_rejected_total{reason=\"malformed\"} 1"))
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_refused_post_leaves_no_trace_a_retry_could_find() {
     let env = TestEnv::new();
     let limit = [("MAX_QUEUE_LENGTH", "2".to_owned())];

@@ -88,7 +88,7 @@ impl Worker {
             results.clone(),
             topology.events_stream.clone(),
             "events",
-            config.broker.batch_limits(),
+            config.broker.event_limits(),
         );
         let stats = Arc::new(WorkerStats::default());
         let keys_changed = Arc::new(Notify::new());

@@ -1,10 +1,13 @@
 //! Compressed message bodies (AMQP `content-encoding`).
 //!
 //! A gateway sends its request messages compressed with zstd
-//! (`content-encoding: zstd`): a request is mostly its document, and the
-//! broker writes every byte of a quorum queue's messages to its log and
-//! syncs it, so fewer bytes mean fewer and shorter log rollovers (each one
-//! a burst of disk writes that holds up every confirm behind it).
+//! (`content-encoding: zstd`): the broker writes every byte of a quorum
+//! queue's messages to its log and syncs it, so fewer bytes mean fewer and
+//! shorter log rollovers (each one a burst of disk writes that holds up
+//! every confirm behind it). Workers and gateways send their event batches
+//! compressed too: the events stream's file is written without a sync, and
+//! the kernel writes what it holds out in one burst every half minute or
+//! so, which delays the request queue's syncs behind it.
 //!
 //! Invariants:
 //! - Only a body of at most [`ENCODED_MAX_BYTES`] is compressed, and only

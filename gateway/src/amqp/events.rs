@@ -212,8 +212,21 @@ impl Projection {
                         }
                         let user_id = delivery.properties.user_id().as_ref().map(|u| u.as_str());
                         let source = user_id.unwrap_or("(no user_id)");
-                        let items = match Event::decode_items(&delivery.data) {
-                            Ok(items) => items,
+                        // Workers and gateways send events compressed
+                        // (COMPRESS_EVENTS); older ones and tools, as JSON.
+                        let encoding = delivery
+                            .properties
+                            .content_encoding()
+                            .as_ref()
+                            .map(|e| e.as_str());
+                        let items = match verify_core::encoding::decode(encoding, &delivery.data) {
+                            Ok(body) => match Event::decode_items(&body) {
+                                Ok(items) => items,
+                                Err(e) => {
+                                    trust.reject("malformed", source, &e);
+                                    Vec::new()
+                                }
+                            },
                             Err(e) => {
                                 trust.reject("malformed", source, &e);
                                 Vec::new()

@@ -61,6 +61,8 @@ pub struct Target {
     pub accepted_hold: std::time::Duration,
     /// Whether request messages go compressed (see [`BatchLimits::compress`]).
     pub compress_requests: bool,
+    /// Whether `accepted` events go compressed.
+    pub compress_events: bool,
     pub identity: Arc<str>,
 }
 
@@ -79,6 +81,7 @@ impl Submitter {
             batching,
             accepted_hold,
             compress_requests,
+            compress_events,
             identity,
         } = target;
         let topo = topology.clone();
@@ -115,6 +118,7 @@ impl Submitter {
             "events",
             BatchLimits {
                 hold: accepted_hold,
+                compress: compress_events,
                 ..batching
             },
         );

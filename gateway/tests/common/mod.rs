@@ -301,7 +301,14 @@ impl TestEnv {
                 .as_ref()
                 .and_then(|h| h.inner().get("x-stream-offset").cloned());
             // A message is an array of events, or one event alone.
-            let events = match serde_json::from_slice::<Value>(&delivery.data) {
+            let encoding = delivery.properties.content_encoding().clone();
+            let body = verify_core::encoding::decode(
+                encoding.as_ref().map(|e| e.as_str()),
+                &delivery.data,
+            )
+            .map(|body| body.into_owned())
+            .unwrap_or_default();
+            let events = match serde_json::from_slice::<Value>(&body) {
                 Ok(Value::Array(events)) => events,
                 Ok(event) => vec![event],
                 Err(_) => Vec::new(),
@@ -325,6 +332,45 @@ impl TestEnv {
         eprintln!("read {read} messages of the events stream");
         let _ = conn.close(200, "done".into()).await;
         found
+    }
+
+    /// The `content-encoding` of every message of this test's events stream
+    /// (read until it has been quiet for 2 s), in stream order.
+    pub async fn stream_encodings(&self) -> Vec<Option<String>> {
+        use futures_util::StreamExt;
+        let conn = self.connect().await;
+        let channel = conn.create_channel().await.unwrap();
+        channel
+            .basic_qos(1000, lapin::options::BasicQosOptions::default())
+            .await
+            .unwrap();
+        let mut args = FieldTable::default();
+        args.insert(
+            ShortString::from("x-stream-offset"),
+            AMQPValue::LongString(LongString::from("first")),
+        );
+        let mut consumer = channel
+            .basic_consume(
+                format!("{}.events", self.queue).as_str().into(),
+                "encodings".into(),
+                lapin::options::BasicConsumeOptions::default(),
+                args,
+            )
+            .await
+            .unwrap();
+        let mut encodings = Vec::new();
+        while let Ok(Some(Ok(delivery))) =
+            tokio::time::timeout(Duration::from_secs(2), consumer.next()).await
+        {
+            let encoding = delivery.properties.content_encoding().clone();
+            encodings.push(encoding.map(|e| e.as_str().to_owned()));
+            let _ = delivery
+                .acker
+                .ack(lapin::options::BasicAckOptions::default())
+                .await;
+        }
+        let _ = conn.close(200, "done".into()).await;
+        encodings
     }
 
     /// Deletes a queue of this test (to make publishing to it fail).
