@@ -262,12 +262,9 @@ impl TestEnv {
         panic!("no broker answers at {}", self.amqp_url);
     }
 
-    /// Reads this test's whole events stream (until it has been quiet for
-    /// 3 s) and returns, for each of `ids`, what the stream holds of it:
-    /// "offset type by" per event. Says, when a gateway does not know an
-    /// id, whether the broker lost its events or the gateway skipped them.
-    pub async fn stream_events(&self, ids: &[String]) -> HashMap<String, Vec<String>> {
-        use futures_util::StreamExt;
+    /// A consumer of this test's events stream from its first message, on a
+    /// connection of its own (close it when done).
+    async fn read_stream(&self, tag: &str) -> (Connection, lapin::Consumer) {
         let conn = self.connect().await;
         let channel = conn.create_channel().await.unwrap();
         channel
@@ -279,15 +276,25 @@ impl TestEnv {
             ShortString::from("x-stream-offset"),
             AMQPValue::LongString(LongString::from("first")),
         );
-        let mut consumer = channel
+        let consumer = channel
             .basic_consume(
                 format!("{}.events", self.queue).as_str().into(),
-                "diagnosis".into(),
+                tag.into(),
                 lapin::options::BasicConsumeOptions::default(),
                 args,
             )
             .await
             .unwrap();
+        (conn, consumer)
+    }
+
+    /// Reads this test's whole events stream (until it has been quiet for
+    /// 3 s) and returns, for each of `ids`, what the stream holds of it:
+    /// "offset type by" per event. Says, when a gateway does not know an
+    /// id, whether the broker lost its events or the gateway skipped them.
+    pub async fn stream_events(&self, ids: &[String]) -> HashMap<String, Vec<String>> {
+        use futures_util::StreamExt;
+        let (conn, mut consumer) = self.read_stream("diagnosis").await;
         let mut found: HashMap<String, Vec<String>> =
             ids.iter().map(|id| (id.clone(), Vec::new())).collect();
         let mut read = 0u64;
@@ -338,26 +345,7 @@ impl TestEnv {
     /// (read until it has been quiet for 2 s), in stream order.
     pub async fn stream_encodings(&self) -> Vec<Option<String>> {
         use futures_util::StreamExt;
-        let conn = self.connect().await;
-        let channel = conn.create_channel().await.unwrap();
-        channel
-            .basic_qos(1000, lapin::options::BasicQosOptions::default())
-            .await
-            .unwrap();
-        let mut args = FieldTable::default();
-        args.insert(
-            ShortString::from("x-stream-offset"),
-            AMQPValue::LongString(LongString::from("first")),
-        );
-        let mut consumer = channel
-            .basic_consume(
-                format!("{}.events", self.queue).as_str().into(),
-                "encodings".into(),
-                lapin::options::BasicConsumeOptions::default(),
-                args,
-            )
-            .await
-            .unwrap();
+        let (conn, mut consumer) = self.read_stream("encodings").await;
         let mut encodings = Vec::new();
         while let Ok(Some(Ok(delivery))) =
             tokio::time::timeout(Duration::from_secs(2), consumer.next()).await
