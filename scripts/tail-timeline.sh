@@ -25,8 +25,8 @@ edits = [
     ("    let (mut n_ok, mut n_err) = (0u64, overload_in_window);\n",
      "    let (mut n_ok, mut n_err) = (0u64, overload_in_window);\n"
      "    let mut dump: Vec<(u64, u64, u64)> = Vec::new();\n"),
-    ("                    let _ = e2e.record(e2e_us.max(1));\n",
-     "                    let _ = e2e.record(e2e_us.max(1));\n"
+    ("sched >= measure_from => {\n                    let _ = acc.record(accept_us.max(1));\n",
+     "sched >= measure_from => {\n                    let _ = acc.record(accept_us.max(1));\n"
      "                    dump.push((sched.duration_since(start).as_micros() as u64, accept_us, e2e_us));\n"),
     ("    let seconds = until.saturating_duration_since(measure_from)",
      "    if let Ok(path) = std::env::var(\"LOADCHECK_DUMP\") {\n"

@@ -84,31 +84,50 @@ def report(dump_path, samples_path):
         buckets[sched // 100_000].append(e)
     slow = [(k / 10, max(v) / 1000, sum(1 for x in v if x > 25_000), len(v))
             for k, v in sorted(buckets.items()) if max(v) > 40_000]
-    print("100 ms of starts with a request over 40 ms (s from the driver's start: max ms, requests over 25 ms of all):")
-    for t, worst, over, all_ in slow:
-        print(f"  {t:6.1f} s: {worst:6.1f} ms, {over}/{all_}")
+    end = max(r[0] for r in recs) / 1e6 + 1
     rows = []
     for line in open(samples_path):
         t, disk, dirty, cpu, procs = line.rstrip("\n").split("|")
-        rows.append((float(t) - start, int(dirty), procs))
-    end = rows[-1][0] if rows else 0
+        disk = list(map(int, disk.split()))
+        cpu = list(map(int, cpu.split()))
+        procs = {k: int(v) for k, v in (kv.split("=") for kv in procs.split())}
+        rows.append((float(t) - start, disk, int(dirty), cpu, procs))
+
+    def machine(t0, t1):
+        """Cores busy and ms the disk spent writing (per 100 ms) from t0 to t1."""
+        span = [r for r in rows if t0 <= r[0] <= t1]
+        if len(span) < 2:
+            return ""
+        a, b = span[0], span[-1]
+        cpu = [y - x for x, y in zip(a[3], b[3])]
+        busy = (sum(cpu) - cpu[3] - cpu[4]) / max(1, sum(cpu)) * 2
+        writing = (b[1][7] - a[1][7]) / (b[0] - a[0]) / 10
+        return f"cores busy {busy:.2f}, disk writing {writing:.0f} ms per 100 ms"
+
+    print("100 ms of starts with a request over 40 ms (s from the driver's start: max ms, requests over 25 ms"
+          " of all; the machine in the 300 ms from the span's start):")
+    for t, worst, over, all_ in slow:
+        print(f"  {t:6.1f} s: {worst:6.1f} ms, {over}/{all_}; {machine(t, t + 0.3)}")
+    print(f"the whole run: {machine(0, end)}")
     print("dirty pages written out at once (kernel write-back), over 5 MB:")
     for a, b in zip(rows, rows[1:]):
-        if a[1] - b[1] > 5 * 1024:
-            print(f"  {b[0]:6.1f} s: {a[1] // 1024} MB -> {b[1] // 1024} MB")
+        if 0 <= b[0] <= end and a[2] - b[2] > 5 * 1024:
+            print(f"  {b[0]:6.1f} s: {a[2] // 1024} MB -> {b[2] // 1024} MB")
     print("quorum-queue log files (.wal) created in the run:")
     for wal in glob.glob(WALS):
         # Its birth time (`stat %W`, 0 where the file system does not keep it).
         born = float(subprocess.run(["stat", "-c", "%W", wal], capture_output=True, text=True).stdout or 0)
         if start <= born <= start + end:
             print(f"  {born - start:6.1f} s: {os.path.basename(wal)}")
-    with_procs = [(t, dict(kv.split("=") for kv in p.split())) for t, _, p in rows if p]
-    with_procs = [(t, p) for t, p in with_procs if t >= 5]
-    if len(with_procs) > 1:
-        (t0, a), (t1, b) = with_procs[0], with_procs[-1]
-        hz = os.sysconf("SC_CLK_TCK")
-        cores = {k: (int(b.get(k, 0)) - int(a.get(k, 0))) / hz / (t1 - t0) for k in sorted(b)}
-        print("cores used from 5 s on: " + ", ".join(f"{k} {v:.2f}" for k, v in cores.items()))
+    hz = os.sysconf("SC_CLK_TCK")
+    used = []
+    for name in sorted({k for r in rows for k in r[4]}):
+        # Up to the last start: the processes are stopped right after the run.
+        seen = [(r[0], r[4][name]) for r in rows if name in r[4] and 5 <= r[0] <= end - 1]
+        if len(seen) > 1:
+            (t0, a), (t1, b) = seen[0], seen[-1]
+            used.append(f"{name} {(b - a) / hz / (t1 - t0):.2f}")
+    print("cores used from 5 s to the last start: " + ", ".join(used))
 
 
 if __name__ == "__main__":
