@@ -128,6 +128,14 @@ pub struct Config {
     #[arg(long, env = "SEND_DIGESTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub send_digests: bool,
 
+    /// Runtime threads serving HTTP and the broker links (default: half
+    /// the CPUs, at least one). A gateway mostly hands requests and
+    /// results between sockets: each thread more wakes more threads per
+    /// request, and on a host it shares with a broker and workers that cost
+    /// more CPU than the thread gave.
+    #[arg(long, env = "GATEWAY_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub gateway_threads: Option<u16>,
+
     /// A token `/metrics` then requires (`Authorization: Bearer`). Unset:
     /// `/metrics` is open.
     #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
@@ -135,6 +143,13 @@ pub struct Config {
 }
 
 impl Config {
+    /// The runtime's threads: GATEWAY_THREADS, or half of `cpus` (at least 1).
+    pub fn runtime_threads(&self, cpus: usize) -> usize {
+        self.gateway_threads
+            .map_or(cpus.div_ceil(2), usize::from)
+            .max(1)
+    }
+
     /// The broker users whose verdicts count (never empty).
     pub fn trusted_publishers(&self) -> Vec<String> {
         let named: Vec<String> = self
@@ -149,5 +164,22 @@ impl Config {
         } else {
             named
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_runtime_takes_half_the_cpus_unless_told() {
+        let defaults = Config::parse_from(["gateway"]);
+        assert_eq!(defaults.runtime_threads(1), 1);
+        assert_eq!(defaults.runtime_threads(2), 1);
+        assert_eq!(defaults.runtime_threads(3), 2);
+        assert_eq!(defaults.runtime_threads(8), 4);
+        let set = Config::parse_from(["gateway", "--gateway-threads", "3"]);
+        assert_eq!(set.runtime_threads(2), 3);
+        assert!(Config::try_parse_from(["gateway", "--gateway-threads", "0"]).is_err());
     }
 }
