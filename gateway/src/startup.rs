@@ -58,7 +58,7 @@ impl Application {
             batching: config.broker.batch_limits(),
             accepted_hold: config.accepted_hold,
             compress_requests: config.compress_requests,
-            compress_events: config.broker.compress_events,
+            event_batching: config.broker.event_limits(),
             identity: identity.clone(),
         };
         let (submitter, publish_task) = Submitter::spawn(target, unanswered.clone(), links.clone());

@@ -219,19 +219,13 @@ impl Projection {
                             .content_encoding()
                             .as_ref()
                             .map(|e| e.as_str());
-                        let items = match verify_core::encoding::decode(encoding, &delivery.data) {
-                            Ok(body) => match Event::decode_items(&body) {
-                                Ok(items) => items,
-                                Err(e) => {
-                                    trust.reject("malformed", source, &e);
-                                    Vec::new()
-                                }
-                            },
-                            Err(e) => {
-                                trust.reject("malformed", source, &e);
-                                Vec::new()
-                            }
-                        };
+                        let items = verify_core::encoding::decode(encoding, &delivery.data)
+                            .map_err(|e| e.to_string())
+                            .and_then(|body| Event::decode_items(&body).map_err(|e| e.to_string()));
+                        let items = items.unwrap_or_else(|e| {
+                            trust.reject("malformed", source, &e);
+                            Vec::new()
+                        });
                         for item in items {
                             let event = match item {
                                 Ok(event) => event,

@@ -54,15 +54,15 @@ pub struct Target {
     pub confirm_timeout: std::time::Duration,
     /// Largest message the broker takes.
     pub max_message_bytes: usize,
-    /// How requests and events are batched (linger, batches in flight).
+    /// How requests are batched (linger, batches in flight).
     pub batching: BatchLimits,
     /// How long `accepted` events gather before they go (see
     /// [`BatchLimits::hold`]).
     pub accepted_hold: std::time::Duration,
     /// Whether request messages go compressed (see [`BatchLimits::compress`]).
     pub compress_requests: bool,
-    /// Whether `accepted` events go compressed.
-    pub compress_events: bool,
+    /// How `accepted` events are batched (compressed per COMPRESS_EVENTS).
+    pub event_batching: BatchLimits,
     pub identity: Arc<str>,
 }
 
@@ -81,7 +81,7 @@ impl Submitter {
             batching,
             accepted_hold,
             compress_requests,
-            compress_events,
+            event_batching,
             identity,
         } = target;
         let topo = topology.clone();
@@ -118,8 +118,7 @@ impl Submitter {
             "events",
             BatchLimits {
                 hold: accepted_hold,
-                compress: compress_events,
-                ..batching
+                ..event_batching
             },
         );
         (
