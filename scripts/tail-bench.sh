@@ -87,9 +87,10 @@ phase() {
   before=$(snapshot)
   local sent_before sent_after
   sent_before=$(published)
-  # `times` in a subshell: its children's CPU, the driver's own.
+  # `times` in a subshell: its children's CPU, the driver's own. A run with
+  # errors (the driver exits 1) is a result too: its figures are printed.
   ( "$LC" --url http://127.0.0.1:18480 --warmup-s 3 --wait-param --keys "$B/keys" $DARGS "$@" \
-      2>"$run_dir/lc-$label.log" | tail -n 1 >"$run_dir/$label.json"; times >"$run_dir/$label.times" )
+      2>"$run_dir/lc-$label.log" | tail -n 1 >"$run_dir/$label.json" || true; times >"$run_dir/$label.times" )
   after=$(snapshot)
   sent_after=$(published)
   for port in 18480 18481 18482; do curl -sf "http://127.0.0.1:$port/metrics" >"$run_dir/$label.metrics.$port" || true; done

@@ -3,7 +3,7 @@
 
   timeline.py sample OUT            # every 20 ms until killed: disk, dirty pages, CPU;
                                     # every 100 ms each process's CPU (broker, gateway,
-                                    # workers, driver)
+                                    # workers, driver) and each gateway thread's
   timeline.py report DUMP SAMPLES   # DUMP: the per-request lines of loadcheck's
                                     # LOADCHECK_DUMP (see scripts/tail-timeline.sh)
 
@@ -63,6 +63,18 @@ def sample(out_path):
                         pass
                 return t
             procs = " ".join(f"{k}={ticks(v)}" for k, v in sorted(pids.items()))
+            # The gateway's threads one by one (its runtime's, lapin's I/O loops).
+            for p in pids.get("gateway", []):
+                try:
+                    tasks = os.listdir(f"/proc/{p}/task")
+                except OSError:
+                    continue
+                for tid in tasks:
+                    try:
+                        comm = open(f"/proc/{p}/task/{tid}/comm").read().strip()
+                    except OSError:
+                        continue
+                    procs += f" gateway.{comm}.{tid}={ticks([f'{p}/task/{tid}'])}"
         out.write(f"{time.time():.3f}|{' '.join(disk)}|{mem['Dirty']}|{' '.join(cpu)}|{procs}\n")
         out.flush()
         i += 1
@@ -102,8 +114,20 @@ def report(dump_path, samples_path):
         cpu = [y - x for x, y in zip(a[3], b[3])]
         busy = (sum(cpu) - cpu[3] - cpu[4]) / max(1, sum(cpu)) * 2
         writing = (b[1][7] - a[1][7]) / (b[0] - a[0]) / 10
-        return f"cores busy {busy:.2f}, disk writing {writing:.0f} ms per 100 ms"
+        return f"cores busy {busy:.2f}, disk writing {writing:.0f} ms per 100 ms{processes(t0, t1)}"
 
+    def processes(t0, t1):
+        """Cores each process (and each busy gateway thread) used from t0 to t1."""
+        seen = [r for r in rows if t0 <= r[0] <= t1 and r[4]]
+        if len(seen) < 2:
+            return ""
+        a, b = seen[0], seen[-1]
+        used = {k: (b[4][k] - a[4][k]) / hz / (b[0] - a[0]) for k in b[4] if k in a[4]}
+        shown = [f"{k.split('.')[0] if k.count('.') < 2 else k.split('.', 1)[1].rsplit('.', 1)[0]} {v:.2f}"
+                 for k, v in sorted(used.items()) if k.count(".") < 2 or v >= 0.05]
+        return "; " + ", ".join(shown)
+
+    hz = os.sysconf("SC_CLK_TCK")
     print("100 ms of starts with a request over 40 ms (s from the driver's start: max ms, requests over 25 ms"
           " of all; the machine in the 300 ms from the span's start):")
     for t, worst, over, all_ in slow:
@@ -119,14 +143,15 @@ def report(dump_path, samples_path):
         born = float(subprocess.run(["stat", "-c", "%W", wal], capture_output=True, text=True).stdout or 0)
         if start <= born <= start + end:
             print(f"  {born - start:6.1f} s: {os.path.basename(wal)}")
-    hz = os.sysconf("SC_CLK_TCK")
     used = []
     for name in sorted({k for r in rows for k in r[4]}):
         # Up to the last start: the processes are stopped right after the run.
         seen = [(r[0], r[4][name]) for r in rows if name in r[4] and 5 <= r[0] <= end - 1]
         if len(seen) > 1:
             (t0, a), (t1, b) = seen[0], seen[-1]
-            used.append(f"{name} {(b - a) / hz / (t1 - t0):.2f}")
+            cores = (b - a) / hz / (t1 - t0)
+            if name.count(".") < 2 or cores >= 0.02:
+                used.append(f"{name} {cores:.2f}")
     print("cores used from 5 s to the last start: " + ", ".join(used))
 
 
