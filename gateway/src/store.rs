@@ -349,7 +349,7 @@ impl Store {
 
     fn trace_of(&self, id: &RequestId) -> String {
         match self.traces.get(id) {
-            Some(trace) => hex::encode(*trace),
+            Some(trace) => verify_core::hex_text::encode(*trace),
             None => id.as_uuid().simple().to_string(),
         }
     }

@@ -1,6 +1,7 @@
 //! `cargo bench -p verify-core`: verifications/s per backend and key size
-//! (RSA), per curve (ECDSA) and for Ed25519, and SHA-256 throughput. Keys
-//! are the committed test vectors' keys.
+//! (RSA), per curve (ECDSA) and for Ed25519, SHA-256 throughput, and a
+//! request's hex signature and wire form (what the gateway writes and the
+//! worker reads per request). Keys are the committed test vectors' keys.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -147,9 +148,47 @@ fn sha256(c: &mut Criterion) {
     group.finish();
 }
 
+fn wire(c: &mut Criterion) {
+    let signature: Vec<u8> = (0..=255u8).collect();
+    let text = hex::encode(&signature);
+    let mut group = c.benchmark_group("hex 256B signature");
+    group.bench_function("hex::decode", |b| b.iter(|| hex::decode(black_box(&text))));
+    group.bench_function("hex_text::decode", |b| {
+        b.iter(|| verify_core::hex_text::decode(black_box(&text)))
+    });
+    group.bench_function("hex::encode", |b| {
+        b.iter(|| hex::encode(black_box(&signature)))
+    });
+    group.bench_function("hex_text::encode", |b| {
+        b.iter(|| verify_core::hex_text::encode(black_box(&signature)))
+    });
+    group.finish();
+
+    let request = verify_core::VerifyRequest {
+        v: verify_core::SCHEMA_VERSION,
+        id: verify_core::RequestId::new(),
+        payload: verify_core::Payload::Document(vec![b'a'; DOC_LEN]),
+        signature,
+        algorithm: Algorithm::DEFAULT,
+        key_id: None,
+        submitted_at_ms: 1_800_000_000_000,
+        traceparent: None,
+    }
+    .digested();
+    let encoded = serde_json::to_vec(&request).unwrap();
+    let mut group = c.benchmark_group("request in digest form");
+    group.bench_function("encode", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&request)))
+    });
+    group.bench_function("decode", |b| {
+        b.iter(|| serde_json::from_slice::<verify_core::VerifyRequest>(black_box(&encoded)))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3));
-    targets = verify, verify_modern, sha256
+    targets = verify, verify_modern, sha256, wire
 }
 criterion_main!(benches);

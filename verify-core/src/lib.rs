@@ -14,6 +14,7 @@
 pub mod algorithm;
 pub mod backend;
 pub mod encoding;
+pub mod hex_text;
 pub mod keys;
 pub mod message;
 pub mod signed;

@@ -200,7 +200,7 @@ struct WireRequest {
     document: Option<Vec<u8>>,
     #[serde(default)]
     digest: Option<String>,
-    #[serde(with = "hex::serde")]
+    #[serde(with = "crate::hex_text::serde")]
     signature: Vec<u8>,
     algorithm: Algorithm,
     key_id: Option<KeyId>,
@@ -228,7 +228,7 @@ struct WireRequestRef<'a> {
         serialize_with = "hex_opt::serialize"
     )]
     digest: Option<&'a [u8]>,
-    #[serde(serialize_with = "hex::serde::serialize")]
+    #[serde(serialize_with = "crate::hex_text::serde::serialize")]
     signature: &'a [u8],
     algorithm: Algorithm,
     key_id: Option<&'a KeyId>,
@@ -270,7 +270,7 @@ impl TryFrom<WireRequest> for VerifyRequest {
             (Some(text), None, None) => Payload::Document(text.into_bytes()),
             (None, Some(bytes), None) => Payload::Document(bytes),
             (None, None, Some(digest)) => {
-                let digest = hex::decode(digest).map_err(|_| "digest is not hex")?;
+                let digest = crate::hex_text::decode(digest).map_err(|_| "digest is not hex")?;
                 match w.algorithm.digest() {
                     Some(d) if d.output_len() == digest.len() => Payload::Digest(digest),
                     Some(_) => return Err("digest does not have its algorithm's length"),
@@ -379,7 +379,7 @@ impl VerifyRequest {
             hash.update((part.len() as u64).to_be_bytes());
             hash.update(part);
         }
-        hex::encode(&hash.finalize()[..16])
+        crate::hex_text::encode(&hash.finalize()[..16])
     }
 }
 
@@ -649,7 +649,7 @@ mod hex_opt {
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
         match bytes {
-            Some(b) => serializer.serialize_str(&hex::encode(b)),
+            Some(b) => serializer.serialize_str(&crate::hex_text::encode(b)),
             None => serializer.serialize_none(),
         }
     }

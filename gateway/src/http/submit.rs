@@ -88,7 +88,7 @@ pub async fn parse(
             "hexSignature is empty",
         ));
     }
-    let signature = hex::decode(&hex_signature).map_err(|e| {
+    let signature = verify_core::hex_text::decode(&hex_signature).map_err(|e| {
         ApiError::bad_request(
             "invalid_signature",
             format!("hexSignature must be an even number of hex digits: {e}"),
