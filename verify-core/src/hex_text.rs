@@ -1,9 +1,11 @@
 //! Bytes as hexadecimal text, the form signatures and digests travel in.
 //!
 //! The `hex` crate's slice functions, wrapped: [`hex::decode`] and
-//! [`hex::encode`] go one character at a time through iterators (about
-//! 2.5 % of the gateway's CPU under load, perf, docs/benchmarks.md), while
-//! [`hex::decode_to_slice`] and [`hex::encode_to_slice`] are plain loops.
+//! [`hex::encode`] go one character at a time through iterators (2.5-3.5 %
+//! of the gateway's CPU in perf profiles under load), while
+//! [`hex::decode_to_slice`] and [`hex::encode_to_slice`] are plain loops,
+//! twice as fast or more on a signature (`cargo bench -p verify-core`,
+//! docs/benchmarks.md).
 //! Invariant: the same answers and the same errors as [`hex::decode`] and
 //! [`hex::encode`] (lowercase out, either case in).
 

@@ -219,13 +219,17 @@ impl Projection {
                             .content_encoding()
                             .as_ref()
                             .map(|e| e.as_str());
-                        let items = verify_core::encoding::decode(encoding, &delivery.data)
-                            .map_err(|e| e.to_string())
-                            .and_then(|body| Event::decode_items(&body).map_err(|e| e.to_string()));
-                        let items = items.unwrap_or_else(|e| {
-                            trust.reject("malformed", source, &e);
+                        // Undecodable or unreadable, the whole message is `malformed`.
+                        let malformed = |e: &dyn std::fmt::Display| {
+                            trust.reject("malformed", source, e);
                             Vec::new()
-                        });
+                        };
+                        let items = match verify_core::encoding::decode(encoding, &delivery.data) {
+                            Ok(body) => {
+                                Event::decode_items(&body).unwrap_or_else(|e| malformed(&e))
+                            }
+                            Err(e) => malformed(&e),
+                        };
                         for item in items {
                             let event = match item {
                                 Ok(event) => event,
