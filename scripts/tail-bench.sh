@@ -15,6 +15,7 @@
 #                         [--open-duration S] [--rate R]
 #                         [--gateway-env "K=V ..."] [--worker-env "K=V ..."]
 #                         [--driver-args "..."] [--driver PATH]
+#                         [--seed-results N]
 #
 # --bin: the release binaries to run (default target/release, built first);
 # point it at another build's target/release to compare builds in one sitting.
@@ -22,11 +23,15 @@
 # TOKIO_WORKER_THREADS=1), to compare settings in one sitting.
 # --driver-args: extra loadcheck options for every phase (e.g. "--doc-bytes 700").
 # --driver: another loadcheck binary (e.g. one built with a per-request dump).
+# --seed-results: N finished requests appended to the run's events stream
+# before the gateway starts, which replays them: its store then holds what a
+# gateway holds after N requests (15 minutes of them is the steady state of
+# the default RESULT_RETENTION), not an empty store's few.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 B=$ROOT/../shared/bench
-BIN="" DUR=20 PCTS=60 ODUR=60 RATE="" GENV="" WENV="" DARGS="" DRIVER=""
+BIN="" DUR=20 PCTS=60 ODUR=60 RATE="" GENV="" WENV="" DARGS="" DRIVER="" SEED=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --bin) BIN=$2; shift 2 ;;
@@ -38,7 +43,8 @@ while [[ $# -gt 0 ]]; do
     --worker-env) WENV=$2; shift 2 ;;
     --driver-args) DARGS=$2; shift 2 ;;
     --driver) DRIVER=$2; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --seed-results) SEED=$2; shift 2 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "tail-bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -58,12 +64,19 @@ stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; for p in
 cleanup() { stop; for q in "$Q" "$Q.dead" "$Q.events"; do rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true; done; }
 trap cleanup EXIT
 
+if ((SEED > 0)); then
+  [[ -x $BIN/loadgen ]] || cargo build --release -p loadgen --quiet
+  seeder=$BIN/loadgen; [[ -x $seeder ]] || seeder=$ROOT/target/release/loadgen
+  "$seeder" seed-events --queue "$Q" --events $((2 * SEED)) --batch 50 >"$run_dir/seed.log" 2>&1
+  sync  # the stream's pages on disk now, not in a write-back burst during the run
+fi
 GATEWAY_ADDR=127.0.0.1:18480 REQUEST_QUEUE=$Q env $GENV "$BIN/gateway" >"$run_dir/gateway.log" 2>&1 & gw=$!; pids+=($gw)
 workers=()
 for w in 1 2; do
   VERIFIER_KEYS_DIR=$B/keys REQUEST_QUEUE=$Q WORKER_HTTP_ADDR=127.0.0.1:1848$w env $WENV "$BIN/verifier-worker" >"$run_dir/worker$w.log" 2>&1 & workers+=($!); pids+=($!)
 done
-for _ in $(seq 120); do curl -sf http://127.0.0.1:18480/readyz >/dev/null && break; sleep 0.5; done
+for _ in $(seq 240); do curl -sf http://127.0.0.1:18480/readyz >/dev/null && break; sleep 0.5; done
+((SEED > 0)) && echo "seeded: $(curl -sf http://127.0.0.1:18480/metrics | grep -E '^gateway_(store_entries|replay_seconds)' | tr '\n' ' ')"
 tck=$(getconf CLK_TCK)
 ticks() { local t=0; for p in "$@"; do read -r -a f < "/proc/$p/stat"; t=$((t + f[13] + f[14])); done; echo "$t"; }
 # The machine's busy and stolen ticks and its uptime (lib.sh) come last.

@@ -209,8 +209,10 @@ impl Application {
     }
 }
 
-/// Drops expired entries (and idle rate-limit state), at a tenth of the
-/// retention (1 s to 30 s).
+/// Every second, drops the results that expired in it (what is due only,
+/// on a blocking thread: the runtime's thread goes on serving); at a tenth
+/// of the retention (1 s to 30 s), expired idempotency keys, workers gone
+/// quiet and idle rate-limit state, whose maps are walked whole.
 async fn sweep(
     store: Arc<Store>,
     workers: Arc<Workers>,
@@ -218,19 +220,32 @@ async fn sweep(
     retention: Duration,
     stop: CancellationToken,
 ) {
-    let every = (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(30));
-    let mut tick = tokio::time::interval(every);
-    loop {
+    const TICK: Duration = Duration::from_secs(1);
+    let walk_every = (retention / 10).clamp(TICK, Duration::from_secs(30));
+    let ticks_per_walk = (walk_every.as_secs_f64() / TICK.as_secs_f64()).round() as u64;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for n in 0u64.. {
         tokio::select! {
-            _ = tick.tick() => {
-                let dropped = store.sweep();
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let walk = n % ticks_per_walk.max(1) == 0;
+        let (store, workers, guard) = (store.clone(), workers.clone(), guard.clone());
+        let swept = tokio::task::spawn_blocking(move || {
+            let dropped = store.sweep();
+            if walk {
+                store.sweep_keys();
                 workers.sweep(retention);
                 guard.sweep();
-                if dropped > 0 {
-                    tracing::debug!(dropped, "expired results dropped");
-                }
             }
-            _ = stop.cancelled() => return,
+            dropped
+        })
+        .await;
+        match swept {
+            Ok(0) => {}
+            Ok(dropped) => tracing::debug!(dropped, "expired results dropped"),
+            Err(e) => tracing::error!(error = %e, "the sweep failed"),
         }
     }
 }

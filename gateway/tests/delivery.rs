@@ -271,6 +271,20 @@ async fn results_expire_after_the_retention_time() {
         "expired early: {:?}",
         accepted_at.elapsed()
     );
+    // And the gateway lets go of it: the store's sweep drops it within a
+    // few of its one-second ticks.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, metrics) = gw.get_text("/metrics").await;
+        if counter(&metrics, "gateway_store_entries") == 0.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the expired result is still held: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
