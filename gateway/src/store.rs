@@ -23,7 +23,8 @@
 //! never holds more: reaching it makes the oldest entries expire early
 //! (counted in `gateway_results_evicted_total`).
 
-use std::collections::BTreeMap;
+mod expiry;
+
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,8 @@ use dashmap::DashMap;
 use serde::Serialize;
 use tokio::sync::Notify;
 use verify_core::{now_ms, Algorithm, ErrorBody, Event, EventKind, KeyId, RequestId};
+
+use expiry::ExpiryIndex;
 
 /// A time (ms since the Unix epoch) as the API shows times: RFC 3339, UTC, in ms.
 pub fn rfc3339(ms: u64) -> String {
@@ -199,65 +202,6 @@ pub enum KeyUse {
     Same(RequestId),
     /// Used for another request (a different body).
     Other(RequestId),
-}
-
-/// Ids by the second they expire in (seconds since [`Store::epoch_ms`]).
-/// An id stays filed after its entry is gone (evicted); taking it again
-/// is then a miss, so every removal checks the entry it finds.
-#[derive(Default)]
-struct ExpiryIndex {
-    seconds: std::sync::Mutex<BTreeMap<u32, Vec<RequestId>>>,
-}
-
-impl ExpiryIndex {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, Vec<RequestId>>> {
-        self.seconds.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn add(&self, second: u32, id: RequestId) {
-        let mut seconds = self.lock();
-        let mut newest = seconds.last_entry();
-        match newest.as_mut() {
-            Some(newest) if *newest.key() == second => newest.get_mut().push(id),
-            _ => {
-                // A later second begins: the one before is (nearly always)
-                // complete, so it gives back what its growth left spare.
-                if let Some(mut newest) = newest.filter(|n| *n.key() < second) {
-                    newest.get_mut().shrink_to_fit();
-                }
-                seconds.entry(second).or_default().push(id);
-            }
-        }
-    }
-
-    /// Takes the ids of every second up to `second`, inclusive.
-    fn take_due(&self, second: u32) -> Vec<Vec<RequestId>> {
-        let mut seconds = self.lock();
-        let later = seconds.split_off(&second.saturating_add(1));
-        std::mem::replace(&mut *seconds, later)
-            .into_values()
-            .collect()
-    }
-
-    /// Takes up to `n` ids from the oldest seconds (the first filed first),
-    /// each with its second.
-    fn take_oldest(&self, n: usize) -> Vec<(u32, RequestId)> {
-        let mut seconds = self.lock();
-        let mut taken = Vec::with_capacity(n);
-        while taken.len() < n {
-            let Some(mut oldest) = seconds.first_entry() else {
-                break;
-            };
-            let second = *oldest.key();
-            let ids = oldest.get_mut();
-            let k = ids.len().min(n - taken.len());
-            taken.extend(ids.drain(..k).map(|id| (second, id)));
-            if ids.is_empty() {
-                oldest.remove();
-            }
-        }
-        taken
-    }
 }
 
 /// How far ahead of this gateway's clock an event may be stamped.
