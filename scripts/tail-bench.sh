@@ -65,8 +65,8 @@ cleanup() { stop; for q in "$Q" "$Q.dead" "$Q.events"; do rabbitmqctl -q delete_
 trap cleanup EXIT
 
 if ((SEED > 0)); then
-  [[ -x $BIN/loadgen ]] || cargo build --release -p loadgen --quiet
-  seeder=$BIN/loadgen; [[ -x $seeder ]] || seeder=$ROOT/target/release/loadgen
+  seeder=$BIN/loadgen
+  [[ -x $seeder ]] || { cargo build --release -p loadgen --quiet; seeder=$ROOT/target/release/loadgen; }
   "$seeder" seed-events --queue "$Q" --events $((2 * SEED)) --batch 50 >"$run_dir/seed.log" 2>&1
   sync  # the stream's pages on disk now, not in a write-back burst during the run
 fi

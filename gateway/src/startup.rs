@@ -220,17 +220,16 @@ async fn sweep(
     retention: Duration,
     stop: CancellationToken,
 ) {
-    const TICK: Duration = Duration::from_secs(1);
-    let walk_every = (retention / 10).clamp(TICK, Duration::from_secs(30));
-    let ticks_per_walk = (walk_every.as_secs_f64() / TICK.as_secs_f64()).round() as u64;
-    let mut tick = tokio::time::interval(TICK);
+    // Ticks are seconds: the walks come every this many of them.
+    let walk_every = (retention / 10).as_secs().clamp(1, 30);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for n in 0u64.. {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        let walk = n % ticks_per_walk.max(1) == 0;
+        let walk = n % walk_every == 0;
         let (store, workers, guard) = (store.clone(), workers.clone(), guard.clone());
         let swept = tokio::task::spawn_blocking(move || {
             let dropped = store.sweep();
