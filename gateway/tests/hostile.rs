@@ -460,6 +460,10 @@ async fn an_unread_body_closes_its_connection_and_says_so() {
         assert_eq!(json["error"]["code"], code, "{json}");
 
         let says_close = head.lines().any(|l| l == "connection: close");
+        assert!(
+            says_close,
+            "a {status} to a body not read whole must say connection: close:\n{head}"
+        );
         let next = format!("GET /healthz HTTP/1.1\r\nhost: {addr}\r\n\r\n");
         // Writing may already fail on a closed connection.
         let answered = stream

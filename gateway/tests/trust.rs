@@ -134,6 +134,15 @@ async fn a_verdict_forged_with_the_gateways_credentials_is_ignored() {
         true
     );
     assert_eq!(metric(&gw, "gateway_events_rejected_total").await, 3.0);
+    // The two forged ones under their own reason (README: "counted in
+    // gateway_events_rejected_total{reason="untrusted_publisher"}").
+    let (_, metrics) = gw.get_text("/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "gateway_events_rejected_total{reason=\"untrusted_publisher\"} 2"),
+        "{metrics}"
+    );
 
     // A gateway started later replays the stream and ignores them too.
     let late = env.gateway(&trusted).await;
