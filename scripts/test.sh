@@ -22,9 +22,12 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # (run `cargo deny check bans` to read them).
 log "cargo deny check licenses bans sources"
 cargo deny --log-level error check licenses bans sources
-# The integration tests start the binaries from target/debug.
-log "building binaries"
-cargo build --workspace --bins --quiet
+# The integration tests start the binaries from target/debug. Built with
+# the tests in one command, so the binaries and the tests share one feature
+# resolution (dev-dependencies turn on more features of shared crates):
+# `--bins` alone would leave `cargo test` building much of the graph again.
+log "building binaries and tests"
+cargo build --workspace --bins --tests --quiet
 log "cargo test"
 [ "${1:-}" = -- ] && shift
 cargo test --workspace --no-fail-fast "$@"

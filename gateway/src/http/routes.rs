@@ -240,7 +240,7 @@ async fn submit(
     // of it on the connection, so hyper closes the connection after this
     // answer, whatever the answer (a 413, or a 415 checked first). Saying so
     // keeps keep-alive clients from sending their next request into it
-    // (found by tests/hostile.rs).
+    // (found by tests/integration/hostile.rs).
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());

@@ -1,12 +1,10 @@
 //! Delivery guarantees over the real broker: load sharing, redelivery after a
 //! SIGKILL, dead-lettering, expiry, graceful shutdown.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 

@@ -1,12 +1,10 @@
 //! Every row of the HTTP contract, against a real gateway, worker and broker.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use base64::Engine as _;
-use common::*;
 use serde_json::{json, Value};
 
 #[tokio::test]

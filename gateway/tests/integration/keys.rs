@@ -3,12 +3,10 @@
 //! file, its size, the minimum and VERIFIER_MIN_RSA_BITS; with the minimum
 //! lowered to 1024 the same key loads and its signatures verify.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 /// Copies the committed 1024-bit test key into the worker's key directory

@@ -6,13 +6,11 @@
 //! not watched; a worker lacking a key another live worker serves hands
 //! the request over, while a key nobody serves is `unknown_key` at once.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 struct Row {

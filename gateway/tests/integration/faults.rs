@@ -2,11 +2,9 @@
 //! process kills, backpressure and idempotent submits, each counting
 //! requests accepted against requests completed.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 

@@ -4,13 +4,11 @@
 //! both binaries; with `OTEL_EXPORTER_OTLP_ENDPOINT` set, both export their
 //! spans over OTLP and one request's spans share its trace id.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::*;
 use axum::body::Bytes;
-use common::*;
 use lapin::BasicProperties;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;

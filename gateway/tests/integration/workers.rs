@@ -4,11 +4,9 @@
 //! missed three heartbeats (within 20 s at the default 5 s). `/api/stats`
 //! shows the service-wide figures.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 

@@ -7,12 +7,10 @@
 //! broker refuses the connection; without the CA the gateway refuses the
 //! broker; an unreadable TLS file stops the start, naming it.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// Writes `text` to `dir/name`; the path as a string.
 fn write(dir: &Path, name: &str, text: &str) -> String {

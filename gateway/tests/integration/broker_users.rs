@@ -3,13 +3,11 @@
 //! the script grants, verdicts count only from the worker user, and the
 //! gateway user cannot take requests off the queue.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};

@@ -33,7 +33,7 @@ pub fn binary(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
     assert!(
         path.exists(),
-        "{} is missing: build the binaries first (scripts/test.sh does `cargo build --bins`)",
+        "{} is missing: build the binaries first (scripts/test.sh does `cargo build --workspace --bins --tests`)",
         path.display()
     );
     path

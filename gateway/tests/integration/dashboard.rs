@@ -5,14 +5,12 @@
 //! request's timeline; a screenshot of it is saved to docs/dashboard.png.
 //! Real broker, real binaries, real browser (scripts/test.sh installs it).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 /// The browser the test drives (Debian's package name).

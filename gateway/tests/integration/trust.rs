@@ -4,11 +4,9 @@
 //! for ids another gateway accepted, the delivery limit and request expiry.
 //! Real broker, real binaries.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use lapin::types::AMQPValue;
 use lapin::types::ShortString;
 use lapin::BasicProperties;

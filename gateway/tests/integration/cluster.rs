@@ -6,13 +6,11 @@
 //! (202 or 503 + Retry-After), never left hanging; results a gateway had
 //! projected survive the loss of its node.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 #[derive(Default)]

@@ -4,11 +4,9 @@
 //! gets 404, exactly as for an unknown id); `RATE_LIMIT` answers 429 per
 //! token; health stays open and `/metrics` wants `METRICS_TOKEN` when set.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use sha2::Digest as _;
 

@@ -4,11 +4,9 @@
 //! answer; a certificate without its key stops the start, naming both
 //! variables.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 #[tokio::test]
 async fn requests_and_verdicts_over_https() {
