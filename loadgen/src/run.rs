@@ -125,6 +125,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         http: reqwest::Client::builder()
             .default_headers(auth_headers(args.token.as_deref())?)
             .pool_max_idle_per_host(args.concurrency.max(64) * 2)
+            // The gateway closes a keep-alive connection idle for
+            // HEADER_TIMEOUT (30 s by default); a connection reused just
+            // as it closes fails the request. Idle ones are dropped first.
+            .pool_idle_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
             .build()?,
         urls: args.url.clone(),

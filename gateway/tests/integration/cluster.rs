@@ -39,10 +39,7 @@ async fn drive(
     load: Arc<Load>,
     client: usize,
 ) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let http = http_client(Duration::from_secs(60));
     let mut i = client;
     while !load.stop.load(Ordering::Relaxed) {
         let (body, valid) = &bodies[i % bodies.len()];
@@ -105,10 +102,7 @@ async fn accepted_at_least(load: &Load, n: usize) {
 /// Kills `node`, then watches every gateway's /readyz for 12 s; the time
 /// after the kill at which the last of them was last seen not ready.
 async fn kill_and_watch(cluster: &Cluster, node: u8, gateways: &[String]) -> Duration {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
+    let http = http_client(Duration::from_secs(2));
     off_runtime(|| cluster.kill(node));
     let killed = Instant::now();
     let mut last_unready = Duration::ZERO;

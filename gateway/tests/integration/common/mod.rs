@@ -107,6 +107,21 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The tests' HTTP client. A pooled connection idle for longer than the
+/// gateway's `HEADER_TIMEOUT` has been closed by the gateway; if the test's
+/// runtime was blocked meanwhile (a test signing a thousand bodies with a
+/// 4096-bit key in pure Rust, beside the cluster test), the pool never saw
+/// the close and handed the dead connection to the next POST, which failed with
+/// `IncompleteMessage`. So connections idle for a second are not reused:
+/// below every `HEADER_TIMEOUT` a test sets (2 s at least).
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap()
+}
+
 /// One test's world: its queue names, key and docs dirs, processes.
 pub struct TestEnv {
     pub queue: String,
@@ -129,10 +144,7 @@ impl TestEnv {
         TestEnv {
             queue,
             dir,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap(),
+            http: http_client(Duration::from_secs(60)),
             amqp_url: AMQP_URL.to_owned(),
         }
     }
