@@ -28,6 +28,6 @@ pub mod topology;
 pub use batch::{BatchLimits, BatchPublisher};
 pub use config::BrokerArgs;
 pub use endpoint::{Endpoint, TlsFileError, TlsFiles};
-pub use link::{url_user, Link, LinkState, Session, SessionError, SessionResult};
+pub use link::{url_user, Channels, Link, LinkState, Session, SessionError, SessionResult};
 pub use publisher::{PublishError, Publisher};
 pub use topology::{declare_topology, QueueSettings, QueueType, TopologyError};

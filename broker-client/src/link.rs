@@ -33,9 +33,62 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A session that lasted this long resets the backoff.
 const STABLE_SESSION: Duration = Duration::from_secs(10);
 
+/// The channels a session opened, so that the link closes each one (and
+/// waits for the broker's close-ok) before it closes the connection.
+///
+/// lapin closes a channel whose last handle is dropped from a task of its
+/// own; when the connection's close overtakes that task, lapin reports the
+/// channel's close as a connection error, logged at ERROR on every clean
+/// shutdown. Channels opened here are closed in order instead.
+#[derive(Clone)]
+pub struct Channels {
+    connection: Arc<Connection>,
+    open: Arc<std::sync::Mutex<Vec<lapin::Channel>>>,
+}
+
+impl Channels {
+    fn new(connection: Arc<Connection>) -> Self {
+        Channels {
+            connection,
+            open: Arc::default(),
+        }
+    }
+
+    /// Opens a channel on the session's connection.
+    pub async fn create(&self) -> lapin::Result<lapin::Channel> {
+        let channel = self.connection.create_channel().await?;
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        // Channels the broker or their owner closed are done with.
+        open.retain(|c| c.status().connected());
+        open.push(channel.clone());
+        Ok(channel)
+    }
+
+    /// The connection these channels are on.
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// Closes every channel still open, each wait bounded.
+    async fn close_all(&self) {
+        let open = std::mem::take(&mut *self.open.lock().unwrap_or_else(|e| e.into_inner()));
+        for channel in open {
+            if channel.status().connected() {
+                let _ = tokio::time::timeout(
+                    CONNECT_TIMEOUT,
+                    channel.close(200, "session over".into()),
+                )
+                .await;
+            }
+        }
+    }
+}
+
 /// What a session sees of its link.
 pub struct Session<T> {
     pub connection: Arc<Connection>,
+    /// Open the session's long-lived channels here (see [`Channels`]).
+    pub channels: Channels,
     /// Cancelled when the process shuts down; the session must then finish
     /// its work and return.
     pub shutdown: CancellationToken,
@@ -111,8 +164,10 @@ impl<T: Send + Sync + 'static> Link<T> {
                         tracing::info!(link = %name, %node, attempt, "connected to the broker");
                         let session_started = std::time::Instant::now();
                         let connection = Arc::new(connection);
+                        let channels = Channels::new(connection.clone());
                         let session = Session {
                             connection: connection.clone(),
+                            channels: channels.clone(),
                             shutdown: shutdown.clone(),
                             attempt,
                             user: url_user(url).into(),
@@ -130,6 +185,7 @@ impl<T: Send + Sync + 'static> Link<T> {
                         tx.send_replace(None);
                         blocked.store(false, Ordering::Relaxed);
                         if connection.status().connected() {
+                            channels.close_all().await;
                             let _ = tokio::time::timeout(
                                 CONNECT_TIMEOUT,
                                 connection.close(200, "session over".into()),

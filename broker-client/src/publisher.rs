@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionStatus};
+use lapin::{BasicProperties, Channel, Confirmation, ConnectionStatus};
 
-use crate::link::{Session, SessionResult};
+use crate::link::{Channels, Session, SessionResult};
 
 /// Why a message was not (known to be) accepted by the broker. Cheap to
 /// clone: every item of a batch gets the same answer.
@@ -61,11 +61,12 @@ pub struct Publisher {
 
 impl Publisher {
     pub async fn open(
-        connection: &Connection,
+        channels: &Channels,
         user: &str,
         confirm_timeout: Duration,
     ) -> lapin::Result<Self> {
-        let channel = connection.create_channel().await?;
+        let connection = channels.connection();
+        let channel = channels.create().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
@@ -234,7 +235,7 @@ impl Publisher {
 /// the queue is really full, it is refused the same way. The old channel is
 /// closed once the confirms in flight on it have had their time.
 pub async fn serve(session: Session<Publisher>, confirm_timeout: Duration) -> SessionResult {
-    let open = || Publisher::open(&session.connection, &session.user, confirm_timeout);
+    let open = || Publisher::open(&session.channels, &session.user, confirm_timeout);
     let mut publisher = open().await?;
     session.set_ready(publisher.clone());
     let mut tick = tokio::time::interval(Duration::from_millis(100));

@@ -108,7 +108,7 @@ pub fn spawn(
         let topology = topology.clone();
         let peers = peers.clone();
         async move {
-            let channel = session.connection.create_channel().await?;
+            let channel = session.channels.create().await?;
             declare_exchange(&channel, &topology).await?;
             let queue = format!("{}.{}", topology.workers_exchange, uuid::Uuid::new_v4());
             channel

@@ -77,7 +77,7 @@ impl Worker {
                 async move {
                     // Heartbeats are broadcast on this link: the exchange
                     // must exist before the first one.
-                    let channel = session.connection.create_channel().await?;
+                    let channel = session.channels.create().await?;
                     peers::declare_exchange(&channel, &topology).await?;
                     let _ = channel.close(200, "declared".into()).await;
                     broker_client::publisher::serve(session, confirm_timeout).await

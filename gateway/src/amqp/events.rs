@@ -128,7 +128,7 @@ impl Projection {
                 async move {
                     broker_client::declare_topology(&session.connection, &topology, &settings)
                         .await?;
-                    let channel = session.connection.create_channel().await?;
+                    let channel = session.channels.create().await?;
                     channel
                         .basic_qos(prefetch, BasicQosOptions::default())
                         .await?;
@@ -158,12 +158,9 @@ impl Projection {
 
                     // Our checkpoint: when it comes back, the replay is done.
                     let checkpoint = RequestId::new();
-                    let marker = Publisher::open(
-                        &session.connection,
-                        &session.user,
-                        Duration::from_secs(10),
-                    )
-                    .await?;
+                    let marker =
+                        Publisher::open(&session.channels, &session.user, Duration::from_secs(10))
+                            .await?;
                     marker
                         .publish(
                             &topology.events_stream,
@@ -173,7 +170,7 @@ impl Projection {
                         .await?;
                     // The request queue as the broker sees it, for /api/stats.
                     let poller = tokio::spawn(poll_queues(
-                        session.connection.clone(),
+                        session.channels.clone(),
                         topology.clone(),
                         stats.clone(),
                     ));
@@ -357,7 +354,7 @@ impl Drop for AbortOnDrop {
 /// letters' count (passive declares on a channel of their own: a missing
 /// queue closes only that channel).
 async fn poll_queues(
-    connection: Arc<lapin::Connection>,
+    channels: broker_client::Channels,
     topology: Arc<Topology>,
     stats: Arc<LiveStats>,
 ) {
@@ -370,7 +367,7 @@ async fn poll_queues(
     loop {
         tick.tick().await;
         if channel.as_ref().is_none_or(|c| !c.status().connected()) {
-            channel = connection.create_channel().await.ok();
+            channel = channels.create().await.ok();
         }
         let Some(ch) = &channel else { continue };
         let request = ch

@@ -299,11 +299,13 @@ async fn sigterm_worker_finishes_what_it_holds() {
     ];
     let mut worker = env.worker("worker", &slow);
     gw.result(&ids[0], Duration::from_secs(30)).await;
+    let logged = env.log("worker").len();
     worker.signal(Signal::SIGTERM);
     let status = worker
         .wait_exit(Duration::from_secs(30))
         .expect("worker did not stop");
     assert!(status.success(), "{status:?}: {}", env.log("worker"));
+    env.assert_no_errors_since("worker", logged);
     // No other worker exists: everything it held was finished before it left.
     assert_all_complete(&gw, &ids, &expected).await;
     assert_eq!(env.queue_depth(&env.queue).await, 0);
@@ -440,12 +442,14 @@ async fn sigterm_gateway_publishes_the_accepted_events_it_holds() {
         .map(|n| body_for(&signer, &format!("held {n}"), false))
         .collect();
     let ids = submit_all(&gw, &bodies, 8).await;
+    let logged = env.log(&gw.proc.name).len();
     gw.proc.signal(Signal::SIGTERM);
     let exit = gw
         .proc
         .wait_exit(Duration::from_secs(15))
         .expect("gateway did not stop");
     assert!(exit.success(), "{exit:?}");
+    env.assert_no_errors_since(&gw.proc.name, logged);
     // Every id answered 202 is in the stream: other gateways learn of it.
     let in_stream = env.stream_events(&ids).await;
     for id in &ids {

@@ -36,7 +36,7 @@ pub fn spawn(
         async move {
             let topology = handler.topology.clone();
             broker_client::declare_topology(&session.connection, &topology, &settings).await?;
-            let channel = session.connection.create_channel().await?;
+            let channel = session.channels.create().await?;
             channel
                 .basic_qos(prefetch, BasicQosOptions::default())
                 .await?;

@@ -256,6 +256,19 @@ impl TestEnv {
         std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
     }
 
+    /// Asserts that what `name` logged after its first `from` bytes holds
+    /// no ERROR line (a clean stop is not an error).
+    pub fn assert_no_errors_since(&self, name: &str, from: usize) {
+        let log = self.log(name);
+        let errors: Vec<&str> = log
+            .get(from..)
+            .unwrap_or(&log)
+            .lines()
+            .filter(|line| line.contains("ERROR"))
+            .collect();
+        assert!(errors.is_empty(), "{name} logged errors: {errors:#?}");
+    }
+
     /// Publishes raw bytes to this test's request queue (to inject poison).
     pub async fn publish_raw(&self, body: &[u8]) {
         let properties = BasicProperties::default().with_delivery_mode(2);
