@@ -77,7 +77,10 @@ pub enum KeyLoadError {
         source: std::io::Error,
     },
     #[error("{path} is not a usable public key: {reason}")]
-    Invalid { path: PathBuf, reason: String },
+    Invalid {
+        path: PathBuf,
+        reason: KeyParseError,
+    },
     #[error("key id {key_id:?} is defined twice: {first} and {second}")]
     Duplicate {
         key_id: KeyId,
@@ -95,6 +98,45 @@ pub enum KeyLoadError {
         bits: usize,
         min_bits: usize,
     },
+}
+
+/// Why a key file's bytes are not a public key this build serves.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyParseError {
+    #[error("bad PEM: {0}")]
+    Pem(pem_rfc7468::Error),
+    #[error("PEM label {0:?}; expected PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE")]
+    PemLabel(String),
+    #[error("bad PKCS#1 key: {0}")]
+    Pkcs1(pkcs1::Error),
+    #[error("not DER SubjectPublicKeyInfo, PKCS#1 RSAPublicKey nor X.509 certificate ({0})")]
+    NotDer(Box<KeyParseError>),
+    #[error("bad SubjectPublicKeyInfo: {0}")]
+    Spki(x509_cert::der::Error),
+    #[error("bad RSA SubjectPublicKeyInfo: {0}")]
+    RsaSpki(spki::Error),
+    #[error("bad Ed25519 key: {0}")]
+    Ed25519(spki::Error),
+    #[error("an Ed448 key; Ed25519 is the EdDSA curve served")]
+    Ed448,
+    #[error("key algorithm {0}; RSA, EC (P-256, P-384, P-521) and Ed25519 keys are served")]
+    Algorithm(spki::ObjectIdentifier),
+    #[error("EC key without a named curve: {0}")]
+    NoNamedCurve(spki::Error),
+    #[error("EC key on curve {0}; P-256, P-384 and P-521 are served")]
+    Curve(spki::ObjectIdentifier),
+    #[error("bad EC key: {0}")]
+    Ec(spki::Error),
+    #[error("bad EC key: {0}")]
+    EcPoint(p521::ecdsa::Error),
+    #[error("bad X.509 certificate: {0}")]
+    Certificate(x509_cert::der::Error),
+    #[error("bad certificate key: {0}")]
+    CertificateKey(x509_cert::der::Error),
+    #[error("certificate key: {0}")]
+    InCertificate(Box<KeyParseError>),
+    #[error("a {bits}-bit RSA key; the largest this build loads is {max} bits", max = MAX_RSA_BITS)]
+    TooLarge { bits: usize },
 }
 
 /// An ECDSA verifying key on one of the [`Curve`]s.
@@ -174,7 +216,7 @@ impl PublicKey {
     }
 
     /// Parses one key file's bytes (PEM or DER, told apart by content).
-    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+    pub fn parse(bytes: &[u8]) -> Result<Self, KeyParseError> {
         let is_pem = bytes.trim_ascii_start().starts_with(b"-----BEGIN");
         let key = if is_pem {
             parse_pem(bytes)
@@ -249,21 +291,19 @@ impl fmt::Debug for PublicKey {
     }
 }
 
-fn parse_pem(bytes: &[u8]) -> Result<PublicKey, String> {
-    let (label, der) = pem_rfc7468::decode_vec(bytes).map_err(|e| format!("bad PEM: {e}"))?;
+fn parse_pem(bytes: &[u8]) -> Result<PublicKey, KeyParseError> {
+    let (label, der) = pem_rfc7468::decode_vec(bytes).map_err(KeyParseError::Pem)?;
     match label {
         "PUBLIC KEY" => from_spki(&der),
         "RSA PUBLIC KEY" => RsaPublicKey::from_pkcs1_der(&der)
             .map(PublicKey::from_rsa)
-            .map_err(|e| format!("bad PKCS#1 key: {e}")),
+            .map_err(KeyParseError::Pkcs1),
         "CERTIFICATE" => from_certificate(&der),
-        other => Err(format!(
-            "PEM label {other:?}; expected PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE"
-        )),
+        other => Err(KeyParseError::PemLabel(other.to_owned())),
     }
 }
 
-fn parse_der(der: &[u8]) -> Result<PublicKey, String> {
+fn parse_der(der: &[u8]) -> Result<PublicKey, KeyParseError> {
     // The three DER encodings are distinguishable by structure, so try each.
     if spki::SubjectPublicKeyInfoRef::from_der(der).is_ok() {
         return from_spki(der);
@@ -271,11 +311,7 @@ fn parse_der(der: &[u8]) -> Result<PublicKey, String> {
     if let Ok(key) = RsaPublicKey::from_pkcs1_der(der) {
         return Ok(PublicKey::from_rsa(key));
     }
-    from_certificate(der).map_err(|cert_err| {
-        format!(
-            "not DER SubjectPublicKeyInfo, PKCS#1 RSAPublicKey nor X.509 certificate ({cert_err})"
-        )
-    })
+    from_certificate(der).map_err(|cert_err| KeyParseError::NotDer(Box::new(cert_err)))
 }
 
 /// The SPKI algorithm identifiers served.
@@ -292,39 +328,33 @@ mod oid {
 
 /// A SubjectPublicKeyInfo of any family served, told apart by its
 /// algorithm identifier (and, for EC, its named curve).
-fn from_spki(der: &[u8]) -> Result<PublicKey, String> {
-    let info = spki::SubjectPublicKeyInfoRef::from_der(der)
-        .map_err(|e| format!("bad SubjectPublicKeyInfo: {e}"))?;
+fn from_spki(der: &[u8]) -> Result<PublicKey, KeyParseError> {
+    let info = spki::SubjectPublicKeyInfoRef::from_der(der).map_err(KeyParseError::Spki)?;
     let algorithm = info.algorithm.oid;
     if algorithm == oid::RSA {
-        let rsa = RsaPublicKey::from_public_key_der(der)
-            .map_err(|e| format!("bad RSA SubjectPublicKeyInfo: {e}"))?;
+        let rsa = RsaPublicKey::from_public_key_der(der).map_err(KeyParseError::RsaSpki)?;
         return Ok(PublicKey::from_rsa(rsa));
     }
     if algorithm == oid::ED25519 {
         let key = ed25519_dalek::VerifyingKey::from_public_key_der(der)
-            .map_err(|e| format!("bad Ed25519 key: {e}"))?;
-        let spki = key
-            .to_public_key_der()
-            .map_err(|e| format!("bad Ed25519 key: {e}"))?;
+            .map_err(KeyParseError::Ed25519)?;
+        let spki = key.to_public_key_der().map_err(KeyParseError::Ed25519)?;
         return Ok(PublicKey::from_material(
             KeyMaterial::Ed25519(key),
             spki.as_bytes(),
         ));
     }
     if algorithm == oid::ED448 {
-        return Err("an Ed448 key; Ed25519 is the EdDSA curve served".to_owned());
+        return Err(KeyParseError::Ed448);
     }
     if algorithm != oid::EC {
-        return Err(format!(
-            "key algorithm {algorithm}; RSA, EC (P-256, P-384, P-521) and Ed25519 keys are served"
-        ));
+        return Err(KeyParseError::Algorithm(algorithm));
     }
     let curve = info
         .algorithm
         .parameters_oid()
-        .map_err(|e| format!("EC key without a named curve: {e}"))?;
-    let bad = |e: spki::Error| format!("bad EC key: {e}");
+        .map_err(KeyParseError::NoNamedCurve)?;
+    let bad = KeyParseError::Ec;
     // Each curve's SPKI is parsed (and its point checked on the curve) by
     // its own crate, then encoded again: the canonical form (uncompressed
     // point) is what the fingerprint and the fast backend read.
@@ -340,12 +370,10 @@ fn from_spki(der: &[u8]) -> Result<PublicKey, String> {
         let key = p521::PublicKey::from_public_key_der(der).map_err(bad)?;
         let spki = key.to_public_key_der().map_err(bad)?;
         let verifying = p521::ecdsa::VerifyingKey::from_affine(*key.as_affine())
-            .map_err(|e| format!("bad EC key: {e}"))?;
+            .map_err(KeyParseError::EcPoint)?;
         (EcKey::P521(verifying), spki)
     } else {
-        return Err(format!(
-            "EC key on curve {curve}; P-256, P-384 and P-521 are served"
-        ));
+        return Err(KeyParseError::Curve(curve));
     };
     Ok(PublicKey::from_material(
         KeyMaterial::Ec(ec),
@@ -353,22 +381,21 @@ fn from_spki(der: &[u8]) -> Result<PublicKey, String> {
     ))
 }
 
-fn from_certificate(der: &[u8]) -> Result<PublicKey, String> {
+fn from_certificate(der: &[u8]) -> Result<PublicKey, KeyParseError> {
     // A certificate is only a container for its key here: dates and chain are
     // deliberately not checked (the key file's presence is the trust decision).
-    let cert =
-        x509_cert::Certificate::from_der(der).map_err(|e| format!("bad X.509 certificate: {e}"))?;
+    let cert = x509_cert::Certificate::from_der(der).map_err(KeyParseError::Certificate)?;
     let spki = cert
         .tbs_certificate
         .subject_public_key_info
         .to_der()
-        .map_err(|e| format!("bad certificate key: {e}"))?;
-    from_spki(&spki).map_err(|e| format!("certificate key: {e}"))
+        .map_err(KeyParseError::CertificateKey)?;
+    from_spki(&spki).map_err(|e| KeyParseError::InCertificate(Box::new(e)))
 }
 
 /// Why a well-formed key was refused, when it is for being over
 /// [`MAX_RSA_BITS`]: its modulus read without the `rsa` crate's checks.
-fn oversize(bytes: &[u8], is_pem: bool) -> Option<String> {
+fn oversize(bytes: &[u8], is_pem: bool) -> Option<KeyParseError> {
     let der = if is_pem {
         pem_rfc7468::decode_vec(bytes).ok()?.1
     } else {
@@ -390,9 +417,7 @@ fn oversize(bytes: &[u8], is_pem: bool) -> Option<String> {
     let modulus = key.modulus.as_bytes();
     let first = modulus.iter().position(|&b| b != 0)?;
     let bits = (modulus.len() - first) * 8 - modulus[first].leading_zeros() as usize;
-    (bits > MAX_RSA_BITS).then(|| {
-        format!("a {bits}-bit RSA key; the largest this build loads is {MAX_RSA_BITS} bits")
-    })
+    (bits > MAX_RSA_BITS).then_some(KeyParseError::TooLarge { bits })
 }
 
 /// The file extensions that are read as keys; other files are ignored.

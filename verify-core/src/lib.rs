@@ -25,7 +25,9 @@ pub use algorithm::{
     Algorithm, Curve, Digest, KeyFamily, Padding, Scheme, SignatureEncoding, UnknownAlgorithm,
 };
 pub use backend::{Backend, Used};
-pub use keys::{KeyId, KeyLoadError, KeyRegistry, KeySummary, PublicKey, DEFAULT_MIN_RSA_BITS};
+pub use keys::{
+    KeyId, KeyLoadError, KeyParseError, KeyRegistry, KeySummary, PublicKey, DEFAULT_MIN_RSA_BITS,
+};
 pub use message::{
     join_batch, now_ms, process_identity, split_batch, BadRequestId, DecodeError, DeliveryInfo,
     ErrorBody, Event, EventKind, Payload, RequestId, UnreadableRequest, VerifyRequest, WorkerBeat,
