@@ -84,6 +84,8 @@ impl Channels {
 
 /// What a session sees of its link.
 pub struct Session<T> {
+    /// For what ends within the session's own call (declaring the
+    /// topology); a channel that lives on is opened through `channels`.
     pub connection: Arc<Connection>,
     /// Open the session's long-lived channels here (see [`Channels`]).
     pub channels: Channels,
