@@ -17,6 +17,7 @@
 
 mod amqp;
 mod chart;
+mod failure;
 mod floor;
 mod pool;
 mod report;

@@ -7,9 +7,11 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::failure::Failure;
+
 pub enum Outcome {
     Ok { accept: Duration, total: Duration },
-    Error(String),
+    Error(Failure),
 }
 
 pub struct Stats {
@@ -37,7 +39,7 @@ impl Stats {
                 self.accept.saturating_record(accept.as_micros() as u64);
                 self.total.saturating_record(total.as_micros() as u64);
             }
-            Outcome::Error(e) => *self.errors.entry(e).or_default() += 1,
+            Outcome::Error(e) => *self.errors.entry(e.to_string()).or_default() += 1,
         }
     }
 

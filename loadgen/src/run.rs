@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use clap::ValueEnum;
 use tokio::sync::Mutex;
 
+use crate::failure::Failure;
 use crate::pool::{self, Case};
 use crate::report::{Outcome, Setup, Stats};
 
@@ -219,7 +220,7 @@ async fn open_loop(
                 .stats
                 .lock()
                 .await
-                .record(Outcome::Error("over max in-flight".into()));
+                .record(Outcome::Error(Failure::OverMaxInFlight));
             shared.progress.inc(1);
             continue;
         }
@@ -246,7 +247,7 @@ async fn submit_and_wait(
     base: &str,
     case: &Case,
     started: Instant,
-) -> Result<(Duration, Duration), String> {
+) -> Result<(Duration, Duration), Failure> {
     let post = shared
         .http
         .post(format!("{base}/api/signature"))
@@ -254,13 +255,13 @@ async fn submit_and_wait(
         .body(case.body.clone());
     let (status, body) = exchange(post, "POST").await?;
     if status != 202 {
-        return Err(format!("POST answered {status}: {}", body["error"]["code"]));
+        return Err(Failure::Refused {
+            status,
+            code: body["error"]["code"].clone(),
+        });
     }
     let accept = started.elapsed();
-    let id = body["id"]
-        .as_str()
-        .ok_or("POST answer without id")?
-        .to_owned();
+    let id = body["id"].as_str().ok_or(Failure::NoId)?.to_owned();
     let url = match shared.poll {
         Poll::Long => format!("{base}/api/signature/{id}?wait=10"),
         Poll::Plain => format!("{base}/api/signature/{id}"),
@@ -268,12 +269,15 @@ async fn submit_and_wait(
     loop {
         let (status, body) = exchange(shared.http.get(&url), "GET").await?;
         if status != 200 {
-            return Err(format!("GET answered {status}: {}", body["error"]["code"]));
+            return Err(Failure::Status {
+                status,
+                code: body["error"]["code"].clone(),
+            });
         }
         match body["status"].as_str() {
             Some("pending") => {
                 if started.elapsed() > Duration::from_secs(60) {
-                    return Err("still pending after 60 s".into());
+                    return Err(Failure::Pending);
                 }
                 if shared.poll == Poll::Plain {
                     tokio::time::sleep(shared.poll_interval).await;
@@ -283,12 +287,17 @@ async fn submit_and_wait(
                 return Ok((accept, started.elapsed()))
             }
             Some("completed") => {
-                return Err(format!(
-                    "wrong verdict: valid={} expected {}",
-                    body["valid"], case.valid
-                ))
+                return Err(Failure::WrongVerdict {
+                    got: body["valid"].clone(),
+                    expected: case.valid,
+                })
             }
-            other => return Err(format!("status {other:?}: {}", body["error"]["code"])),
+            other => {
+                return Err(Failure::Unexpected {
+                    status: other.map(str::to_owned),
+                    code: body["error"]["code"].clone(),
+                })
+            }
         }
     }
 }
@@ -296,16 +305,16 @@ async fn submit_and_wait(
 /// Sends a request and reads its JSON answer; errors name the method.
 async fn exchange(
     request: reqwest::RequestBuilder,
-    method: &str,
-) -> Result<(u16, serde_json::Value), String> {
-    let response = request
-        .send()
-        .await
-        .map_err(|e| format!("{method} failed: {}", e.without_url()))?;
+    method: &'static str,
+) -> Result<(u16, serde_json::Value), Failure> {
+    let response = request.send().await.map_err(|e| Failure::Send {
+        method,
+        source: e.without_url(),
+    })?;
     let status = response.status().as_u16();
     let body = response
         .json()
         .await
-        .map_err(|e| format!("{method} answer: {e}"))?;
+        .map_err(|source| Failure::Body { method, source })?;
     Ok((status, body))
 }

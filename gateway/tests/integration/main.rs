@@ -10,6 +10,7 @@ mod common;
 
 mod auth;
 mod broker_tls;
+mod broker_tune;
 mod broker_users;
 mod cluster;
 mod compose;

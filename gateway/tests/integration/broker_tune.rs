@@ -1,0 +1,50 @@
+//! `scripts/broker-tune.sh`: on a RabbitMQ older than 3.13 it suspends the
+//! node's epmd monitor, which otherwise starts a whole Erlang VM every minute
+//! (a 100-200 ms stall of a two-core machine, docs/benchmarks.md); `--undo`
+//! resumes it. Against a private node: the shared one is never touched.
+
+use crate::common::{run_script, PrivateBroker};
+
+/// The monitor's state as `sys:get_status` reports it: `running` or `suspended`.
+fn monitor_state(broker: &PrivateBroker) -> String {
+    broker.ctl(&[
+        "-q",
+        "eval",
+        "lists:nth(2, element(4, sys:get_status(rabbit_epmd_monitor))).",
+    ])
+}
+
+#[test]
+fn broker_tune_suspends_the_epmd_monitor_of_an_old_broker_and_undo_resumes_it() {
+    let broker = PrivateBroker::start();
+    let node = format!("{}@localhost", broker.name);
+    let version = broker.ctl(&["-q", "eval", "rabbit_misc:version()."]);
+    let version: Vec<u32> = version
+        .trim_matches('"')
+        .split('.')
+        .map(|part| part.parse().unwrap_or(0))
+        .collect();
+    let old = version[0] < 3 || (version[0] == 3 && version[1] < 13);
+    assert_eq!(
+        monitor_state(&broker),
+        "running",
+        "a fresh node's monitor runs"
+    );
+
+    let printed = run_script("broker-tune.sh", &["--node", &node], &[]);
+    let expected = if old { "suspended" } else { "running" };
+    assert_eq!(printed, expected, "what the script says it left");
+    assert_eq!(monitor_state(&broker), expected, "what the node says");
+
+    // Run twice, it leaves the same state (and does not fail).
+    assert_eq!(
+        run_script("broker-tune.sh", &["--node", &node], &[]),
+        expected
+    );
+
+    assert_eq!(
+        run_script("broker-tune.sh", &["--undo", "--node", &node], &[]),
+        "running"
+    );
+    assert_eq!(monitor_state(&broker), "running");
+}

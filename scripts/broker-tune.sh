@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Stops a RabbitMQ node older than 3.13 from starting an Erlang VM every minute.
+#
+# Such a node checks every 60 s that epmd still knows it (rabbit_epmd_monitor),
+# and every check starts a whole Erlang VM (`erl -sname epmd-starter-N -s
+# erlang halt`: about 0.15 s of CPU on a dozen threads) just to make sure epmd
+# runs. On a two-core machine that is a 100-200 ms stall of every request in
+# flight, once a minute (docs/benchmarks.md, "The once-a-minute episode").
+# Upstream asks epmd first instead (rabbitmq-server pull request 10457, 2024).
+# This script suspends the monitor (sys:suspend): the node then no longer
+# re-registers with an epmd that was killed under it, which is all the monitor
+# is for. A broker restart, or --undo, brings it back. Nodes of 3.13 and later
+# are left as they are.
+#
+#   scripts/broker-tune.sh [--undo] [--node NAME@HOST]    (default: the local node)
+#
+# Prints the monitor's state afterwards: `suspended` or `running`.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+undo=0 node=()
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --undo) undo=1; shift ;;
+    --node) node=(-n "$2"); shift 2 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    *) echo "broker-tune.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+((${#node[@]})) || ensure_broker
+ctl() { rabbitmqctl "${node[@]}" -q "$@"; }
+version=$(ctl eval 'rabbit_misc:version().' | tr -d '"')
+state() { ctl eval 'lists:nth(2, element(4, sys:get_status(rabbit_epmd_monitor))).'; }
+if ((undo)); then
+  ctl eval 'sys:resume(rabbit_epmd_monitor).' >/dev/null 2>&1 || true   # running already: nothing to resume
+  state
+  exit 0
+fi
+IFS=. read -r major minor _ <<<"$version"
+if ((major > 3 || (major == 3 && minor >= 13))); then
+  log "RabbitMQ $version asks epmd before starting a VM: left as it is"
+  state
+  exit 0
+fi
+if [[ $(state) != suspended ]]; then
+  ctl eval 'sys:suspend(rabbit_epmd_monitor).' >/dev/null
+fi
+log "RabbitMQ $version: rabbit_epmd_monitor suspended (undo: $0 --undo, or restart the broker)"
+state
