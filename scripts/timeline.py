@@ -9,8 +9,9 @@
 
 The report prints the run's percentiles, every 100 ms of scheduled starts in which a
 request took over 40 ms, the moments the kernel wrote out more than 5 MB of dirty pages
-at once, the broker's quorum-queue log files (.wal) created during the run, and how many
-cores each process used on average.
+at once, bursts of new processes or threads (a program starting), the broker's
+quorum-queue log files (.wal) created during the run, and how many cores each process
+used on average.
 """
 import collections
 import glob
@@ -21,6 +22,8 @@ import time
 
 PROCS = {"beam.smp": "broker", "gateway": "gateway", "verifier-worker": "workers", "loadcheck": "driver"}
 WALS = "/var/lib/rabbitmq/mnesia/*/quorum/*/*.wal"
+# Tasks started within 100 ms that mark a program starting (an Erlang VM starts ~30).
+BURST = 15
 
 
 def disk_device():
@@ -50,7 +53,12 @@ def sample(out_path):
                         pids.setdefault(PROCS[comm], []).append(p)
         disk = next((l.split()[3:14] for l in open("/proc/diskstats") if l.split()[2] == dev), ["0"] * 11)
         mem = {l.split(":")[0]: l.split()[1] for l in open("/proc/meminfo")}
-        cpu = open("/proc/stat").readline().split()[1:9]
+        stat = open("/proc/stat").read().split("\n")
+        cpu = stat[0].split()[1:9]
+        # Tasks (processes and threads) created since boot: a burst of them is
+        # a program starting, such as the Erlang VM RabbitMQ before 3.13 starts
+        # every minute to check on epmd (scripts/broker-tune.sh).
+        forks = next((l.split()[1] for l in stat if l.startswith("processes ")), "0")
         procs = ""
         if i % 5 == 0:
             def ticks(ps):
@@ -75,7 +83,7 @@ def sample(out_path):
                     except OSError:
                         continue
                     procs += f" gateway.{comm}.{tid}={ticks([f'{p}/task/{tid}'])}"
-        out.write(f"{time.time():.3f}|{' '.join(disk)}|{mem['Dirty']}|{' '.join(cpu)}|{procs}\n")
+        out.write(f"{time.time():.3f}|{' '.join(disk)}|{mem['Dirty']}|{' '.join(cpu)}|{procs}|{forks}\n")
         out.flush()
         i += 1
         time.sleep(0.02)
@@ -99,11 +107,11 @@ def report(dump_path, samples_path):
     end = max(r[0] for r in recs) / 1e6 + 1
     rows = []
     for line in open(samples_path):
-        t, disk, dirty, cpu, procs = line.rstrip("\n").split("|")
+        t, disk, dirty, cpu, procs, forks = (line.rstrip("\n").split("|") + ["0"])[:6]
         disk = list(map(int, disk.split()))
         cpu = list(map(int, cpu.split()))
         procs = {k: int(v) for k, v in (kv.split("=") for kv in procs.split())}
-        rows.append((float(t) - start, disk, int(dirty), cpu, procs))
+        rows.append((float(t) - start, disk, int(dirty), cpu, procs, int(forks)))
 
     def machine(t0, t1):
         """Cores busy and ms the disk spent writing (per 100 ms) from t0 to t1."""
@@ -114,7 +122,9 @@ def report(dump_path, samples_path):
         cpu = [y - x for x, y in zip(a[3], b[3])]
         busy = (sum(cpu) - cpu[3] - cpu[4]) / max(1, sum(cpu)) * 2
         writing = (b[1][7] - a[1][7]) / (b[0] - a[0]) / 10
-        return f"cores busy {busy:.2f}, disk writing {writing:.0f} ms per 100 ms{processes(t0, t1)}"
+        started = b[5] - a[5]
+        return (f"cores busy {busy:.2f}, disk writing {writing:.0f} ms per 100 ms"
+                f"{f', {started} tasks started' if started >= BURST and t1 - t0 < 1 else ''}{processes(t0, t1)}")
 
     def processes(t0, t1):
         """Cores each process (and each busy gateway thread) used from t0 to t1."""
@@ -137,6 +147,17 @@ def report(dump_path, samples_path):
     for a, b in zip(rows, rows[1:]):
         if 0 <= b[0] <= end and a[2] - b[2] > 5 * 1024:
             print(f"  {b[0]:6.1f} s: {a[2] // 1024} MB -> {b[2] // 1024} MB")
+    print(f"bursts of new tasks ({BURST} or more processes or threads started in 100 ms: a program starting,"
+          " e.g. an Erlang VM; scripts/broker-tune.sh):")
+    last = None
+    for i, a in enumerate(rows):
+        if 0 <= a[0] <= end and (last is None or a[0] > last + 0.5):
+            b = next((r for r in rows[i:] if r[0] >= a[0] + 0.1), None)
+            if b and b[5] - a[5] >= BURST:
+                # From the first sample the burst shows in.
+                first = next(r for r in rows[i + 1:] if r[5] > a[5])
+                print(f"  {first[0]:6.1f} s: {b[5] - a[5]} tasks")
+                last = a[0]
     print("quorum-queue log files (.wal) created in the run:")
     for wal in glob.glob(WALS):
         # Its birth time (`stat %W`, 0 where the file system does not keep it).
