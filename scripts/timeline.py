@@ -22,8 +22,8 @@ import time
 
 PROCS = {"beam.smp": "broker", "gateway": "gateway", "verifier-worker": "workers", "loadcheck": "driver"}
 WALS = "/var/lib/rabbitmq/mnesia/*/quorum/*/*.wal"
-# Tasks started within 100 ms that mark a program starting (an Erlang VM starts ~30).
-BURST = 15
+# Tasks started within 100 ms that mark a program starting (an Erlang VM: 27-33 here).
+BURST = 25
 
 
 def disk_device():
@@ -39,7 +39,7 @@ def disk_device():
 def sample(out_path):
     dev = disk_device()
     out = open(out_path, "w")
-    pids, i = {}, 0
+    pids, i, prev_pid = {}, 0, None
     while True:
         if i % 50 == 0:
             pids = {}
@@ -59,6 +59,17 @@ def sample(out_path):
         # a program starting, such as the Erlang VM RabbitMQ before 3.13 starts
         # every minute to check on epmd (scripts/broker-tune.sh).
         forks = next((l.split()[1] for l in stat if l.startswith("processes ")), "0")
+        # Who they are: the tasks whose ids were handed out since the last sample
+        # (ids grow until they wrap), named while they still exist.
+        last_pid = int(open("/proc/loadavg").read().split()[4])
+        names = collections.Counter()
+        if prev_pid is not None and 5 <= last_pid - prev_pid < 5000:
+            for pid in range(prev_pid + 1, last_pid + 1):
+                try:
+                    names[open(f"/proc/{pid}/comm").read().strip()] += 1
+                except OSError:
+                    pass
+        prev_pid = last_pid
         procs = ""
         if i % 5 == 0:
             def ticks(ps):
@@ -83,7 +94,8 @@ def sample(out_path):
                     except OSError:
                         continue
                     procs += f" gateway.{comm}.{tid}={ticks([f'{p}/task/{tid}'])}"
-        out.write(f"{time.time():.3f}|{' '.join(disk)}|{mem['Dirty']}|{' '.join(cpu)}|{procs}|{forks}\n")
+        named = ",".join(f"{k.replace(',', ' ').replace('|', ' ')}*{v}" for k, v in names.most_common())
+        out.write(f"{time.time():.3f}|{' '.join(disk)}|{mem['Dirty']}|{' '.join(cpu)}|{procs}|{forks}|{named}\n")
         out.flush()
         i += 1
         time.sleep(0.02)
@@ -107,11 +119,12 @@ def report(dump_path, samples_path):
     end = max(r[0] for r in recs) / 1e6 + 1
     rows = []
     for line in open(samples_path):
-        t, disk, dirty, cpu, procs, forks = (line.rstrip("\n").split("|") + ["0"])[:6]
+        t, disk, dirty, cpu, procs, forks, named = (line.rstrip("\n").split("|") + ["0", ""])[:7]
         disk = list(map(int, disk.split()))
         cpu = list(map(int, cpu.split()))
         procs = {k: int(v) for k, v in (kv.split("=") for kv in procs.split())}
-        rows.append((float(t) - start, disk, int(dirty), cpu, procs, int(forks)))
+        named = collections.Counter({k: int(v) for k, v in (x.rsplit("*", 1) for x in named.split(",") if x)})
+        rows.append((float(t) - start, disk, int(dirty), cpu, procs, int(forks), named))
 
     def machine(t0, t1):
         """Cores busy and ms the disk spent writing (per 100 ms) from t0 to t1."""
@@ -156,7 +169,9 @@ def report(dump_path, samples_path):
             if b and b[5] - a[5] >= BURST:
                 # From the first sample the burst shows in.
                 first = next(r for r in rows[i + 1:] if r[5] > a[5])
-                print(f"  {first[0]:6.1f} s: {b[5] - a[5]} tasks")
+                seen = sum((r[6] for r in rows[i + 1:] if r[0] <= b[0]), collections.Counter())
+                who = ", ".join(f"{k} x{v}" if v > 1 else k for k, v in seen.most_common(8))
+                print(f"  {first[0]:6.1f} s: {b[5] - a[5]} tasks{': ' + who if who else ''}")
                 last = a[0]
     print("quorum-queue log files (.wal) created in the run:")
     for wal in glob.glob(WALS):
