@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Stops a RabbitMQ node older than 3.13 from starting an Erlang VM every minute.
+# Stops a RabbitMQ node older than 3.12.13 from starting an Erlang VM every minute.
 #
 # Such a node checks every 60 s that epmd still knows it (rabbit_epmd_monitor),
 # and every check starts a whole Erlang VM (`erl -sname epmd-starter-N -s
 # erlang halt`: about 0.15 s of CPU on a dozen threads) just to make sure epmd
 # runs. On a two-core machine that is a 100-200 ms stall of every request in
 # flight, once a minute (docs/benchmarks.md, "The once-a-minute episode").
-# Upstream asks epmd first instead (rabbitmq-server pull request 10457, 2024).
+# Upstream asks epmd first instead since early 2024 (rabbitmq-server pull
+# request 10457; 3.12.13's notes list it as "CLI tool startup time was reduced").
 # This script suspends the monitor (sys:suspend): the node then no longer
 # re-registers with an epmd that was killed under it, which is all the monitor
-# is for. A broker restart, or --undo, brings it back. Nodes of 3.13 and later
-# are left as they are.
+# is for. A broker restart, or --undo, brings it back. Nodes of 3.12.13 and
+# later are left as they are.
 #
 #   scripts/broker-tune.sh [--undo] [--node NAME@HOST]    (default: the local node)
 #
@@ -35,8 +36,9 @@ if ((undo)); then
   state
   exit 0
 fi
-IFS=. read -r major minor _ <<<"$version"
-if ((major > 3 || (major == 3 && minor >= 13))); then
+IFS=. read -r major minor patch <<<"$version"
+patch=${patch%%[!0-9]*}
+if ((major > 3 || (major == 3 && (minor > 12 || (minor == 12 && ${patch:-0} >= 13))))); then
   log "RabbitMQ $version asks epmd before starting a VM: left as it is"
   state
   exit 0

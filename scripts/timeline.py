@@ -56,7 +56,7 @@ def sample(out_path):
         stat = open("/proc/stat").read().split("\n")
         cpu = stat[0].split()[1:9]
         # Tasks (processes and threads) created since boot: a burst of them is
-        # a program starting, such as the Erlang VM RabbitMQ before 3.13 starts
+        # a program starting, such as the Erlang VM RabbitMQ before 3.12.13 starts
         # every minute to check on epmd (scripts/broker-tune.sh).
         forks = next((l.split()[1] for l in stat if l.startswith("processes ")), "0")
         # Who they are: the tasks whose ids were handed out since the last sample

@@ -1,4 +1,4 @@
-//! `scripts/broker-tune.sh`: on a RabbitMQ older than 3.13 it suspends the
+//! `scripts/broker-tune.sh`: on a RabbitMQ older than 3.12.13 it suspends the
 //! node's epmd monitor, which otherwise starts a whole Erlang VM every minute
 //! (a 100-200 ms stall of a two-core machine, docs/benchmarks.md); `--undo`
 //! resumes it. Against a private node: the shared one is never touched.
@@ -24,7 +24,7 @@ fn broker_tune_suspends_the_epmd_monitor_of_an_old_broker_and_undo_resumes_it() 
         .split('.')
         .map(|part| part.parse().unwrap_or(0))
         .collect();
-    let old = version[0] < 3 || (version[0] == 3 && version[1] < 13);
+    let old = version.as_slice() < [3, 12, 13].as_slice();
     assert_eq!(
         monitor_state(&broker),
         "running",
