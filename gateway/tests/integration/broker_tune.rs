@@ -1,7 +1,8 @@
 //! `scripts/broker-tune.sh`: on a RabbitMQ older than 3.12.13 it suspends the
 //! node's epmd monitor, which otherwise starts a whole Erlang VM every minute
-//! (a 100-200 ms stall of a two-core machine, docs/benchmarks.md); `--undo`
-//! resumes it. Against a private node: the shared one is never touched.
+//! (a stall of up to 200 ms on a two-core machine, docs/benchmarks.md);
+//! `--undo` or a restart of the node resumes it. Against a private node: the
+//! shared one is never touched.
 
 use crate::common::{run_script, PrivateBroker};
 
@@ -47,4 +48,13 @@ fn broker_tune_suspends_the_epmd_monitor_of_an_old_broker_and_undo_resumes_it() 
         "running"
     );
     assert_eq!(monitor_state(&broker), "running");
+
+    // Suspended again, a restart of the node brings the monitor back.
+    assert_eq!(
+        run_script("broker-tune.sh", &["--node", &node], &[]),
+        expected
+    );
+    broker.down();
+    broker.up();
+    assert_eq!(monitor_state(&broker), "running", "after a restart");
 }
