@@ -4,8 +4,8 @@
 # Such a node checks every 60 s that epmd still knows it (rabbit_epmd_monitor),
 # and every check starts a whole Erlang VM (`erl -sname epmd-starter-N -s
 # erlang halt`: about 0.15 s of CPU on a dozen threads) just to make sure epmd
-# runs. On a two-core machine that is a 100-200 ms stall of every request in
-# flight, once a minute (docs/benchmarks.md, "The once-a-minute episode").
+# runs. On two cores already busy that can hold up every request in flight for
+# up to 200 ms, once a minute (docs/benchmarks.md, "The once-a-minute episode").
 # Upstream asks epmd first instead since early 2024 (rabbitmq-server pull
 # request 10457; 3.12.13's notes list it as "CLI tool startup time was reduced").
 # This script suspends the monitor (sys:suspend): the node then no longer
