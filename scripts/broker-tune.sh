@@ -13,17 +13,20 @@
 # is for. A broker restart, or --undo, brings it back. Nodes of 3.12.13 and
 # later are left as they are.
 #
-#   scripts/broker-tune.sh [--undo] [--node NAME@HOST]    (default: the local node)
+#   scripts/broker-tune.sh [--undo | --check] [--node NAME@HOST]    (default: the local node)
 #
-# Prints the monitor's state afterwards: `suspended` or `running`.
+# Prints the monitor's state afterwards: `suspended` or `running`. --check
+# changes nothing: it prints the state and exits 1 if the node starts a VM
+# every minute (older than 3.12.13, monitor running), 0 otherwise.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-undo=0 node=()
+undo=0 check=0 node=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --undo) undo=1; shift ;;
+    --check) check=1; shift ;;
     --node) node=(-n "$2"); shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "broker-tune.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -38,7 +41,15 @@ if ((undo)); then
 fi
 IFS=. read -r major minor patch <<<"$version"
 patch=${patch%%[!0-9]*}
-if ((major > 3 || (major == 3 && (minor > 12 || (minor == 12 && ${patch:-0} >= 13))))); then
+fixed=0
+((major > 3 || (major == 3 && (minor > 12 || (minor == 12 && ${patch:-0} >= 13))))) && fixed=1
+if ((check)); then
+  now=$(state)
+  echo "$now"
+  [[ $fixed == 1 || $now == suspended ]]
+  exit
+fi
+if ((fixed)); then
   log "RabbitMQ $version asks epmd before starting a VM: left as it is"
   state
   exit 0

@@ -49,6 +49,9 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 ensure_broker
+if [[ -z ${AMQP_URL:-} ]] && ! "$ROOT/scripts/broker-tune.sh" --check >/dev/null 2>&1; then
+  echo "tail-bench.sh: note: this broker starts an Erlang VM every minute (a stall of up to 200 ms on two cores); scripts/broker-tune.sh stops it" >&2
+fi
 if [[ -z $BIN ]]; then
   cargo build --release --bins --quiet
   BIN=$ROOT/target/release

@@ -31,11 +31,26 @@ fn broker_tune_suspends_the_epmd_monitor_of_an_old_broker_and_undo_resumes_it() 
         "running",
         "a fresh node's monitor runs"
     );
+    // --check says so, changing nothing: it fails while an old node's monitor runs.
+    let check = |expect_ok: bool| {
+        let status = std::process::Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../scripts/broker-tune.sh"
+            ))
+            .args(["--check", "--node", &node])
+            .status()
+            .expect("bash runs");
+        assert_eq!(status.success(), expect_ok, "--check's exit status");
+    };
+    check(!old);
+    assert_eq!(monitor_state(&broker), "running", "--check changed nothing");
 
     let printed = run_script("broker-tune.sh", &["--node", &node], &[]);
     let expected = if old { "suspended" } else { "running" };
     assert_eq!(printed, expected, "what the script says it left");
     assert_eq!(monitor_state(&broker), expected, "what the node says");
+    check(true);
 
     // Run twice, it leaves the same state (and does not fail).
     assert_eq!(
