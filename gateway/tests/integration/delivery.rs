@@ -132,16 +132,26 @@ async fn sigkill_a_worker_holding_hundreds(queue_type: &str) -> String {
     let ids = submit_all(&gw, &bodies, 64).await;
     assert_eq!(ids.len(), 1000);
     // The victim runs in slices of 20 ms, stopped in between, until the
-    // gateway has its first verdict: a slice verifies a few dozen at most,
-    // however fast or loaded the machine, so it is caught mid-batch.
+    // gateway has its first verdict: a slice verifies a few dozen (at most
+    // ~150 on a fast machine), so it is caught mid-batch. After each slice
+    // the gateway gets a while to show what the stopped victim already sent:
+    // a loaded machine delays the verdicts' way to it, not the victim's
+    // progress, and the victim must not run on meanwhile.
     let mut victim = env.worker("victim", &slow);
     victim.signal(Signal::SIGSTOP);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        // Verdicts it published before it stopped land first.
-        tokio::time::sleep(Duration::from_millis(30)).await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let answered = || async {
         let (_, metrics) = gw.get_text("/metrics").await;
-        if counter(&metrics, "gateway_results_total") > 0.0 {
+        counter(&metrics, "gateway_results_total") > 0.0
+    };
+    loop {
+        let settle = Instant::now() + Duration::from_millis(250);
+        let mut seen = answered().await;
+        while !seen && Instant::now() < settle {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            seen = answered().await;
+        }
+        if seen {
             break;
         }
         assert!(Instant::now() < deadline, "the victim never answered");
@@ -151,12 +161,23 @@ async fn sigkill_a_worker_holding_hundreds(queue_type: &str) -> String {
     }
     // A quorum queue's counts reach rabbitmqctl on its stats tick, seconds
     // late: wait for the broker to count what the stopped victim holds.
-    wait_for(
-        "the broker counts messages the stopped victim holds unacked",
-        Duration::from_secs(20),
-        || async { env.unacked(&env.queue) > 0 },
-    )
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (ready, unacked, consumers) = env.queue_counts(&env.queue);
+        if unacked > 0 {
+            break;
+        }
+        let (_, metrics) = gw.get_text("/metrics").await;
+        assert!(
+            Instant::now() < deadline,
+            "the broker counts no message the stopped victim holds unacked within 20 s: \
+             {ready} ready, {unacked} unacked, {consumers} consumers; the gateway has {} \
+             results of {} accepted",
+            counter(&metrics, "gateway_results_total"),
+            counter(&metrics, "gateway_accepted_total"),
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // Pending only falls as verdicts land, towards what the victim never
     // answered: any reading now is at least that.
     let (_, metrics) = gw.get_text("/metrics").await;

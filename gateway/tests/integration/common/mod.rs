@@ -448,20 +448,36 @@ impl TestEnv {
         found
     }
 
-    /// Messages of `queue` delivered and not yet acknowledged, as the
-    /// shared broker counts them (`rabbitmqctl list_queues`).
-    pub fn unacked(&self, queue: &str) -> u64 {
+    /// Messages of `queue` ready and delivered-but-unacknowledged, and its
+    /// consumers, as the shared broker counts them (`rabbitmqctl list_queues`).
+    pub fn queue_counts(&self, queue: &str) -> (u64, u64, u64) {
         let listing = run(
             "rabbitmqctl",
-            &["-q", "list_queues", "name", "messages_unacknowledged"],
+            &[
+                "-q",
+                "list_queues",
+                "name",
+                "messages_ready",
+                "messages_unacknowledged",
+                "consumers",
+            ],
             &[],
         );
-        listing
+        let counts: Vec<u64> = listing
             .lines()
-            .filter_map(|l| l.split_once('\t'))
-            .find(|(name, _)| *name == queue)
-            .and_then(|(_, n)| n.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{queue} not listed:\n{listing}"))
+            .map(|l| l.split('\t').collect::<Vec<_>>())
+            .find(|fields| fields.len() == 4 && fields[0] == queue)
+            .map(|fields| {
+                fields[1..]
+                    .iter()
+                    .filter_map(|n| n.trim().parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        match counts[..] {
+            [ready, unacked, consumers] => (ready, unacked, consumers),
+            _ => panic!("{queue} not listed with its counts:\n{listing}"),
+        }
     }
 
     /// Number of messages ready in a queue of this test.
