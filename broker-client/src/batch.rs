@@ -7,7 +7,8 @@
 //! once (at low load a batch is one item and nothing waits). When batches
 //! are in flight, the next one gathers items until one of them is confirmed
 //! or `linger` passes, whichever is first, but no sooner than `gather`
-//! (BATCH_GATHER, 0 by default): under load the batches grow by
+//! (BATCH_GATHER); with `idle` (BATCH_IDLE) it goes instead once no item
+//! has come for that long, or at `linger`, or full: under load the batches grow by
 //! themselves and the broker handles one message (one publish, one delivery,
 //! one ack) per batch instead of one per item, while a single slow confirm
 //! holds up only its own batch, never the ones after it. The gateway batches
@@ -46,6 +47,12 @@ pub struct BatchLimits {
     /// Shortest a batch gathers items while others are in flight (0: it
     /// goes as soon as one of them settles). Up to `linger`.
     pub gather: Duration,
+    /// With others in flight, a batch that has gathered for `gather` goes
+    /// as soon as no item has come for this long (or at `linger`, or when
+    /// full), instead of when one of them settles (0: that rule is off).
+    /// Clients that come in bursts get their batch at the burst's end; a
+    /// steady stream fills batches up to `linger`.
+    pub idle: Duration,
     /// How long every batch waits for more items after its first, whatever
     /// is in flight (0: never). For items nobody waits on, such as the
     /// gateway's `accepted` events: the broker then handles at most one
@@ -70,6 +77,7 @@ impl BatchLimits {
         in_flight: 8,
         linger: Duration::from_millis(2),
         gather: Duration::from_millis(2),
+        idle: Duration::ZERO,
         hold: Duration::ZERO,
         compress: false,
         retry_for: Duration::from_secs(5),
@@ -167,35 +175,17 @@ async fn run(
                 None => return,
             },
         };
-        let opened = tokio::time::Instant::now();
-        // Others in flight: gather until one of them settles (bounded).
-        if slots.available_permits() + 1 < limits.in_flight.max(1) {
-            let _ = tokio::time::timeout(limits.linger, settled.notified()).await;
-            // No timer at all with gather 0.
-            let gather = limits.gather.min(limits.linger);
-            if !gather.is_zero() {
-                tokio::time::sleep_until(opened + gather).await;
-            }
-        }
-        if !limits.hold.is_zero() {
-            tokio::time::sleep_until(opened + limits.hold).await;
-        }
-        // The message's size as it will be sent: items, commas, brackets.
-        let mut bytes = first.json.len() + 2;
-        let mut batch = vec![first];
-        while batch.len() < limits.max_items {
-            match rx.try_recv() {
-                Ok(item) if bytes + item.json.len() + 1 > limits.max_bytes => {
-                    carried = Some(item);
-                    break;
-                }
-                Ok(item) => {
-                    bytes += item.json.len() + 1;
-                    batch.push(item);
-                }
-                Err(_) => break,
-            }
-        }
+        let in_flight = slots.available_permits() + 1 < limits.in_flight.max(1);
+        let (batch, bytes) = gather(
+            first,
+            &mut rx,
+            &mut carried,
+            &limits,
+            in_flight,
+            &settled,
+            |item| item.json.len(),
+        )
+        .await;
         let link = link.clone();
         let queue = queue.clone();
         let settled = settled.clone();
@@ -260,6 +250,69 @@ async fn run(
             settled.notify_waiters();
         });
     }
+}
+
+/// Gathers one batch after `first` by the module's rule (`in_flight`:
+/// others await their confirms); an item that does not fit is left in
+/// `carried`. The batch and its size as sent (items, commas, brackets).
+async fn gather<T>(
+    first: T,
+    rx: &mut mpsc::Receiver<T>,
+    carried: &mut Option<T>,
+    limits: &BatchLimits,
+    in_flight: bool,
+    settled: &Notify,
+    size: impl Fn(&T) -> usize,
+) -> (Vec<T>, usize) {
+    let opened = tokio::time::Instant::now();
+    let mut bytes = size(&first) + 2;
+    let mut batch = vec![first];
+    if in_flight && !limits.idle.is_zero() {
+        // Until a pause of `idle` (after `gather`), `linger`, or full.
+        let last = opened + limits.linger;
+        let earliest = opened + limits.gather.min(limits.linger);
+        let mut quiet_from = opened;
+        while batch.len() < limits.max_items {
+            let until = (quiet_from + limits.idle).max(earliest).min(last);
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(item)) if bytes + size(&item) + 1 > limits.max_bytes => {
+                    *carried = Some(item);
+                    break;
+                }
+                Ok(Some(item)) => {
+                    bytes += size(&item) + 1;
+                    batch.push(item);
+                    quiet_from = tokio::time::Instant::now();
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+    } else if in_flight {
+        // Until one of them settles (bounded), no sooner than `gather`.
+        let _ = tokio::time::timeout(limits.linger, settled.notified()).await;
+        // No timer at all with gather 0.
+        let gather = limits.gather.min(limits.linger);
+        if !gather.is_zero() {
+            tokio::time::sleep_until(opened + gather).await;
+        }
+    }
+    if !limits.hold.is_zero() {
+        tokio::time::sleep_until(opened + limits.hold).await;
+    }
+    while carried.is_none() && batch.len() < limits.max_items {
+        match rx.try_recv() {
+            Ok(item) if bytes + size(&item) + 1 > limits.max_bytes => {
+                *carried = Some(item);
+                break;
+            }
+            Ok(item) => {
+                bytes += size(&item) + 1;
+                batch.push(item);
+            }
+            Err(_) => break,
+        }
+    }
+    (batch, bytes)
 }
 
 /// One message of a batch.
@@ -334,5 +387,91 @@ async fn publish_retrying(
         }
         metrics::counter!("republished_total", "kind" => kind).increment(1);
         tracing::info!(kind, "connection lost before the confirm; publishing again");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The `idle` rule in virtual time (the clock only moves when every
+    //! task waits): items sent at set moments behind a batch in flight.
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn limits(idle: Duration, gather: Duration, linger: Duration) -> BatchLimits {
+        BatchLimits {
+            idle,
+            gather,
+            linger,
+            ..BatchLimits::DEFAULT
+        }
+    }
+
+    /// Items `1..` sent at `offsets` (ms after item 0 opens the batch); the
+    /// batches gathered in turn, with the moment each went.
+    async fn batches(limits: BatchLimits, offsets: &[u64]) -> Vec<(Vec<u64>, Duration)> {
+        let (tx, mut rx) = mpsc::channel(64);
+        let start = tokio::time::Instant::now();
+        let sending = offsets.to_vec();
+        tokio::spawn(async move {
+            for (n, at) in sending.into_iter().enumerate() {
+                tokio::time::sleep_until(start + MS * at as u32).await;
+                tx.send(n as u64 + 1).await.unwrap();
+            }
+            // Open long after: a closed channel ends a batch at once.
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            drop(tx);
+        });
+        let settled = Notify::new();
+        let mut carried = None;
+        let mut first = Some(0);
+        let mut out = Vec::new();
+        loop {
+            let head = match (first.take(), carried.take()) {
+                (Some(item), _) | (None, Some(item)) => item,
+                (None, None) => match rx.recv().await {
+                    Some(item) => item,
+                    None => return out,
+                },
+            };
+            let (batch, _) =
+                gather(head, &mut rx, &mut carried, &limits, true, &settled, |_| 1).await;
+            out.push((batch, start.elapsed()));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_goes_once_its_items_pause_for_idle() {
+        // Items 10 ms apart, then a pause: one batch, gone 30 ms after the
+        // last, long before the linger.
+        let got = batches(limits(30 * MS, Duration::ZERO, 1000 * MS), &[10, 20, 30]).await;
+        assert_eq!(got, vec![(vec![0, 1, 2, 3], 60 * MS)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn items_that_never_pause_go_at_the_linger() {
+        // One every 10 ms for 200 ms, idle 30 ms, linger 100 ms: batches
+        // of a linger's worth each, never waiting for the stream to end.
+        let offsets: Vec<u64> = (1..=20).map(|n| n * 10).collect();
+        let got = batches(limits(30 * MS, Duration::ZERO, 100 * MS), &offsets).await;
+        assert_eq!(got[0], ((0..=9).collect(), 100 * MS));
+        assert_eq!(got[1].1, 200 * MS, "{got:?}");
+        let all: Vec<u64> = got.iter().flat_map(|(b, _)| b.clone()).collect();
+        assert_eq!(all, (0..=20).collect::<Vec<_>>(), "lost or reordered");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_waits_at_least_gather_and_goes_when_full() {
+        // A pause right away still waits for `gather` (50 ms).
+        let got = batches(limits(5 * MS, 50 * MS, 1000 * MS), &[]).await;
+        assert_eq!(got, vec![(vec![0], 50 * MS)]);
+        // Full (max_items) goes at once, whatever is still to come.
+        let full = BatchLimits {
+            max_items: 3,
+            ..limits(30 * MS, Duration::ZERO, 1000 * MS)
+        };
+        let got = batches(full, &[1, 2, 3, 4]).await;
+        assert_eq!(got[0], (vec![0, 1, 2], 2 * MS));
+        assert_eq!(got[1].0, vec![3, 4]);
     }
 }

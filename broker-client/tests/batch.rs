@@ -2,7 +2,8 @@
 //! 127.0.0.1:5672 (AMQP_URL to change it), on queues of its own: an item
 //! with nothing in flight goes at once; one that comes while another batch
 //! awaits its confirm waits at least `gather` (BATCH_GATHER) before it is
-//! sent, and with `gather` 0 it goes as soon as that batch settles. With
+//! sent, and with `gather` 0 it goes as soon as that batch settles (the
+//! `idle` rule is tested in the crate, in virtual time). With
 //! `hold` every batch waits that long for more items, in flight or not, so
 //! items that come within it go as one message.
 
@@ -141,6 +142,7 @@ async fn an_item_behind_a_batch_in_flight_waits_the_gather_time() {
         BatchLimits {
             gather: GATHER,
             linger: Duration::from_secs(1),
+            idle: Duration::ZERO,
             ..BatchLimits::DEFAULT
         },
         Duration::ZERO,
@@ -156,6 +158,7 @@ async fn without_gather_an_item_goes_once_the_batch_ahead_settles() {
         BatchLimits {
             gather: Duration::ZERO,
             linger: Duration::from_secs(1),
+            idle: Duration::ZERO,
             ..BatchLimits::DEFAULT
         },
         Duration::ZERO,
