@@ -1,4 +1,3 @@
-use clap::Parser;
 use mimalloc::MiMalloc;
 use verifier_worker::{config::Config, startup::Worker};
 
@@ -10,7 +9,7 @@ static GLOBAL: MiMalloc = MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let config = Config::load();
     let telemetry = telemetry::init("verifier-worker")?;
     let worker = Worker::build(config).await?;
     let stopped = worker.run_until_stopped(shutdown::on_signal()).await;
