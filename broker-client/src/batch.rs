@@ -267,24 +267,36 @@ async fn gather<T>(
     let opened = tokio::time::Instant::now();
     let mut bytes = size(&first) + 2;
     let mut batch = vec![first];
+    // Adds `item` if it fits; gives it back if not.
+    let mut take = |batch: &mut Vec<T>, item: T| {
+        if bytes + size(&item) + 1 > limits.max_bytes {
+            return Err(item);
+        }
+        bytes += size(&item) + 1;
+        batch.push(item);
+        Ok(())
+    };
     if in_flight && !limits.idle.is_zero() {
-        // Until a pause of `idle` (after `gather`), `linger`, or full.
+        // Until a pause of `idle` (after `gather`), `linger`, or full; one
+        // timer, moved on as items come.
         let last = opened + limits.linger;
         let earliest = opened + limits.gather.min(limits.linger);
-        let mut quiet_from = opened;
+        let until =
+            |quiet_from: tokio::time::Instant| (quiet_from + limits.idle).max(earliest).min(last);
+        let pause = tokio::time::sleep_until(until(opened));
+        tokio::pin!(pause);
         while batch.len() < limits.max_items {
-            let until = (quiet_from + limits.idle).max(earliest).min(last);
-            match tokio::time::timeout_at(until, rx.recv()).await {
-                Ok(Some(item)) if bytes + size(&item) + 1 > limits.max_bytes => {
-                    *carried = Some(item);
-                    break;
-                }
-                Ok(Some(item)) => {
-                    bytes += size(&item) + 1;
-                    batch.push(item);
-                    quiet_from = tokio::time::Instant::now();
-                }
-                Ok(None) | Err(_) => break,
+            tokio::select! {
+                biased;
+                item = rx.recv() => match item.map(|item| take(&mut batch, item)) {
+                    Some(Ok(())) => pause.as_mut().reset(until(tokio::time::Instant::now())),
+                    Some(Err(item)) => {
+                        *carried = Some(item);
+                        break;
+                    }
+                    None => break,
+                },
+                () = &mut pause => break,
             }
         }
     } else if in_flight {
@@ -300,16 +312,9 @@ async fn gather<T>(
         tokio::time::sleep_until(opened + limits.hold).await;
     }
     while carried.is_none() && batch.len() < limits.max_items {
-        match rx.try_recv() {
-            Ok(item) if bytes + size(&item) + 1 > limits.max_bytes => {
-                *carried = Some(item);
-                break;
-            }
-            Ok(item) => {
-                bytes += size(&item) + 1;
-                batch.push(item);
-            }
-            Err(_) => break,
+        let Ok(item) = rx.try_recv() else { break };
+        if let Err(item) = take(&mut batch, item) {
+            *carried = Some(item);
         }
     }
     (batch, bytes)
