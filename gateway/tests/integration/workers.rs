@@ -2,7 +2,8 @@
 //! counts, and says goodbye on a graceful stop; `GET /api/workers` lists
 //! them, and a worker that dies without a word is shown offline once it has
 //! missed three heartbeats (within 20 s at the default 5 s). `/api/stats`
-//! shows the service-wide figures.
+//! shows the service-wide figures. Also: the batching defaults each binary
+//! starts with (a worker's differ from a gateway's).
 
 use std::time::{Duration, Instant};
 
@@ -141,4 +142,37 @@ async fn a_starting_worker_is_listed_before_its_first_heartbeat() {
         "listed only after {:?}",
         started.elapsed()
     );
+}
+
+/// The default a binary's `--help` gives for environment variable `var`.
+fn help_default(program: &str, var: &str) -> String {
+    let out = std::process::Command::new(binary(program))
+        .arg("--help")
+        .env_remove(var)
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    let line = help
+        .lines()
+        .find(|l| l.contains(&format!("[env: {var}=")))
+        .unwrap_or_else(|| panic!("{program} --help names no {var}:\n{help}"));
+    let default = line
+        .split("[default: ")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .unwrap_or_else(|| panic!("no default for {var}: {line}"));
+    default.to_owned()
+}
+
+#[test]
+fn workers_close_verdict_batches_when_a_bunch_ends_gateways_keep_the_fixed_gather() {
+    // README, BATCH_IDLE: the worker binary's own defaults, the gateway's shared ones.
+    for (program, idle, gather, linger) in [
+        ("verifier-worker", "1ms", "0ms", "2ms"),
+        ("gateway", "0ms", "2ms", "2ms"),
+    ] {
+        assert_eq!(help_default(program, "BATCH_IDLE"), idle, "{program}");
+        assert_eq!(help_default(program, "BATCH_GATHER"), gather, "{program}");
+        assert_eq!(help_default(program, "BATCH_LINGER"), linger, "{program}");
+    }
 }
