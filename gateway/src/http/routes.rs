@@ -296,12 +296,11 @@ async fn accept(
         })
         .transpose()?;
 
-    let mut request = submit::parse(&body, state.docs_dir.as_deref(), state.body_limit).await?;
+    let mut request = submit::parse(id, &body, state.docs_dir.as_deref(), state.body_limit).await?;
     drop(body);
     if state.send_digests {
         request = request.digested();
     }
-    request.id = id;
     span.record("request_id", tracing::field::display(request.id));
     request.traceparent = Some(traceparent);
     let encoded = Bytes::from(request.encode());

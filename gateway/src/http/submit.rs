@@ -66,8 +66,9 @@ pub async fn read_body(
     Ok(buffer.freeze())
 }
 
-/// Turns a body into a request ready to publish.
+/// Turns a body into the request `id` names, ready to publish.
 pub async fn parse(
+    id: RequestId,
     body: &[u8],
     docs_dir: Option<&Path>,
     body_limit: usize,
@@ -147,7 +148,7 @@ pub async fn parse(
 
     Ok(VerifyRequest {
         v: SCHEMA_VERSION,
-        id: RequestId::new(),
+        id,
         payload: Payload::Document(document),
         signature,
         algorithm,
@@ -225,7 +226,7 @@ mod tests {
     }
 
     async fn code_of(body: &str) -> &'static str {
-        match parse(body.as_bytes(), None, 1 << 20).await {
+        match parse(RequestId::new(), body.as_bytes(), None, 1 << 20).await {
             Err(ApiError::BadRequest { code, .. }) => code,
             other => panic!("{body}: {other:?}"),
         }
@@ -268,9 +269,11 @@ mod tests {
 
     #[tokio::test]
     async fn good_body() {
-        let r = parse(br#"{"hexSignature":"ABcd","text":"h\u00e9","algorithm":"sha256withrsa/pss","keyId":"k"}"#, None, 100)
+        let id = RequestId::new();
+        let r = parse(id, br#"{"hexSignature":"ABcd","text":"h\u00e9","algorithm":"sha256withrsa/pss","keyId":"k"}"#, None, 100)
             .await
             .unwrap();
+        assert_eq!(r.id, id, "the request carries the id the client is given");
         assert_eq!(r.signature, vec![0xab, 0xcd]);
         assert_eq!(r.payload, Payload::Document("hé".into()));
         assert_eq!(r.algorithm, Algorithm::Sha256WithRsaPss);
@@ -319,7 +322,7 @@ mod tests {
                 .enable_all()
                 .build()
                 .unwrap()
-                .block_on(parse(body, Some(docs), 1 << 16))
+                .block_on(parse(RequestId::new(), body, Some(docs), 1 << 16))
         }
 
         fn docs_dir() -> tempfile::TempDir {
@@ -506,7 +509,7 @@ mod tests {
         let read = |p: &str| {
             let body = serde_json::json!({"hexSignature": "ab", "textFile": p}).to_string();
             let dir = docs.path().to_owned();
-            async move { parse(body.as_bytes(), Some(&dir), 1 << 20).await }
+            async move { parse(RequestId::new(), body.as_bytes(), Some(&dir), 1 << 20).await }
         };
         let signed = Payload::Document(b"signed".to_vec());
         assert_eq!(read("doc.txt").await.unwrap().payload, signed);
