@@ -11,7 +11,10 @@
 //! has come for that long, or at `linger`, or full: under load the batches grow by
 //! themselves and the broker handles one message (one publish, one delivery,
 //! one ack) per batch instead of one per item, while a single slow confirm
-//! holds up only its own batch, never the ones after it. The gateway batches
+//! holds up only its own batch, never the ones after it. A batch that opens
+//! while every slot is busy (items were waiting for one) may take up to
+//! `backlog_items` instead of `max_items`: a backlog drains in fewer, larger
+//! messages, each costing the broker what one small one does. The gateway batches
 //! requests this way and every process batches its lifecycle events. Items
 //! nobody waits on (the gateway's `accepted` events) may also be held for a
 //! fixed time, in flight or not (`hold`): then at most one message goes per
@@ -37,6 +40,11 @@ use crate::{Link, PublishError, Publisher};
 #[derive(Debug, Clone, Copy)]
 pub struct BatchLimits {
     pub max_items: usize,
+    /// Items a batch may take when it opened on a backlog (every in-flight
+    /// slot was busy, so items were waiting for one): they would otherwise
+    /// wait for the next slot, and one message carries them for the broker's
+    /// cost of one. At least `max_items`.
+    pub backlog_items: usize,
     /// Largest message (the JSON array); an item larger than this still
     /// goes, alone.
     pub max_bytes: usize,
@@ -73,6 +81,7 @@ pub struct BatchLimits {
 impl BatchLimits {
     pub const DEFAULT: BatchLimits = BatchLimits {
         max_items: 256,
+        backlog_items: 256,
         max_bytes: 1 << 20,
         in_flight: 8,
         linger: Duration::from_millis(2),
@@ -164,9 +173,19 @@ async fn run(
     // An item that did not fit the previous batch opens the next one.
     let mut carried: Option<Item> = None;
     loop {
-        // Take a slot first: while all are busy, items pile up into the next batch.
+        // Take a slot first: while all are busy, items pile up into the next
+        // batch, which may then take up to `backlog_items` of them.
+        let backlogged = slots.available_permits() == 0;
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
+        };
+        let limits = BatchLimits {
+            max_items: if backlogged {
+                limits.backlog_items.max(limits.max_items)
+            } else {
+                limits.max_items
+            },
+            ..limits
         };
         let first = match carried.take() {
             Some(item) => item,

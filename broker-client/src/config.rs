@@ -50,7 +50,8 @@ pub struct BrokerArgs {
     #[arg(long, env = "CONFIRM_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub confirm_timeout: Duration,
 
-    /// Bound of the request queue in messages (each holds 1 to 32 requests)
+    /// Bound of the request queue in messages (each holds 1 to 32 requests,
+    /// up to 128 under a backlog)
     /// when this process creates it (`x-max-length`, overflow
     /// `reject-publish`: a full queue answers 503). 0: unbounded.
     #[arg(long, env = "MAX_QUEUE_LENGTH", default_value_t = 100_000)]

@@ -5,7 +5,8 @@
 //! sent, and with `gather` 0 it goes as soon as that batch settles (the
 //! `idle` rule is tested in the crate, in virtual time). With
 //! `hold` every batch waits that long for more items, in flight or not, so
-//! items that come within it go as one message.
+//! items that come within it go as one message. A batch that opens while
+//! every slot is busy (items waiting for one) takes up to `backlog_items`.
 
 use std::time::{Duration, Instant};
 
@@ -191,4 +192,67 @@ async fn items_within_the_hold_go_as_one_message() {
 async fn without_hold_spaced_items_go_as_messages_of_their_own() {
     let Sent { messages, .. } = two_items(BatchLimits::DEFAULT, GAP).await;
     assert_eq!(messages, 3, "the warm-up item, then one message per item");
+}
+
+/// Messages the queue holds after a warm-up item, then one item in flight
+/// (the only slot busy) and, behind it, `behind` items at once.
+async fn behind_one_in_flight(limits: BatchLimits, behind: usize) -> u32 {
+    let stop = CancellationToken::new();
+    let topology = Topology::new(&format!("batch-test.{}", uuid::Uuid::new_v4()));
+    let publisher = publisher(topology.clone(), limits, &stop).await;
+    publisher.publish(&b"{}"[..]).await.unwrap();
+    let ahead = {
+        let publisher = publisher.clone();
+        tokio::spawn(async move { publisher.publish(&b"{\"n\":0}"[..]).await.unwrap() })
+    };
+    tokio::task::yield_now().await;
+    let waiting: Vec<_> = (1..=behind)
+        .map(|n| {
+            let publisher = publisher.clone();
+            tokio::spawn(async move {
+                publisher
+                    .publish(format!("{{\"n\":{n}}}").into_bytes())
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    ahead.await.unwrap();
+    for item in waiting {
+        item.await.unwrap();
+    }
+    stop.cancel();
+    let messages = queue_length(&topology).await;
+    delete_queues(&topology).await;
+    messages
+}
+
+fn one_slot(max_items: usize, backlog_items: usize) -> BatchLimits {
+    BatchLimits {
+        max_items,
+        backlog_items,
+        in_flight: 1,
+        gather: Duration::ZERO,
+        linger: Duration::from_secs(1),
+        idle: Duration::ZERO,
+        ..BatchLimits::DEFAULT
+    }
+}
+
+#[tokio::test]
+async fn items_waiting_for_a_slot_go_in_batches_of_up_to_backlog_items() {
+    let messages = behind_one_in_flight(one_slot(2, 8), 8).await;
+    assert_eq!(
+        messages, 3,
+        "the warm-up item, the one in flight (or it and one more), then the rest in one"
+    );
+}
+
+#[tokio::test]
+async fn without_a_larger_backlog_size_they_go_max_items_at_a_time() {
+    let messages = behind_one_in_flight(one_slot(2, 2), 8).await;
+    assert!(
+        messages >= 5,
+        "9 items two at a time after the warm-up item: {messages} messages"
+    );
 }

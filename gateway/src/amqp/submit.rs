@@ -32,6 +32,12 @@ pub enum SubmitError {
 /// kept small enough to spread over several.
 const REQUEST_BATCH_ITEMS: usize = 32;
 
+/// Requests per message when the batch opened on a backlog (every batch in
+/// flight awaiting its confirm): then the requests past 32 would wait for
+/// the next confirm anyway, and fewer, larger messages cost the broker less
+/// while the gateway catches up.
+const BACKLOG_BATCH_ITEMS: usize = 128;
+
 /// The publishing side: a supervised connection with one confirm channel.
 #[derive(Clone)]
 pub struct Submitter {
@@ -105,6 +111,7 @@ impl Submitter {
             "verify-requests",
             BatchLimits {
                 max_items: REQUEST_BATCH_ITEMS,
+                backlog_items: BACKLOG_BATCH_ITEMS,
                 // A batch never grows past what the broker takes.
                 max_bytes: batching.max_bytes.min(max_message_bytes),
                 retry_for: confirm_timeout,

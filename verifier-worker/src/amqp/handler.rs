@@ -63,7 +63,8 @@ const BROKER_COUNT_HEADER: &str = "x-delivery-count";
 pub const DEAD_REASON_HEADER: &str = "x-dead-reason";
 pub const DEAD_DETAIL_HEADER: &str = "x-dead-detail";
 
-/// Items of one message settled at once (a gateway's batches hold 32).
+/// Items of one message settled at once (a gateway's batches hold 32; up to
+/// 128, two such chunks, while it works off a backlog).
 const SETTLE_AT_ONCE: usize = 64;
 
 /// Longest a held message waits for the results link to come back (or the
