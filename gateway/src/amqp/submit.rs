@@ -38,6 +38,24 @@ const REQUEST_BATCH_ITEMS: usize = 32;
 /// while the gateway catches up.
 const BACKLOG_BATCH_ITEMS: usize = 128;
 
+/// How request messages are batched: this process's batching settings with
+/// the request queue's own item counts, never past what the broker takes.
+fn request_limits(
+    batching: BatchLimits,
+    max_message_bytes: usize,
+    confirm_timeout: std::time::Duration,
+    compress: bool,
+) -> BatchLimits {
+    BatchLimits {
+        max_items: REQUEST_BATCH_ITEMS,
+        backlog_items: BACKLOG_BATCH_ITEMS,
+        max_bytes: batching.max_bytes.min(max_message_bytes),
+        retry_for: confirm_timeout,
+        compress,
+        ..batching
+    }
+}
+
 /// The publishing side: a supervised connection with one confirm channel.
 #[derive(Clone)]
 pub struct Submitter {
@@ -109,15 +127,12 @@ impl Submitter {
             link.clone(),
             topology.request_queue.clone(),
             "verify-requests",
-            BatchLimits {
-                max_items: REQUEST_BATCH_ITEMS,
-                backlog_items: BACKLOG_BATCH_ITEMS,
-                // A batch never grows past what the broker takes.
-                max_bytes: batching.max_bytes.min(max_message_bytes),
-                retry_for: confirm_timeout,
-                compress: compress_requests,
-                ..batching
-            },
+            request_limits(
+                batching,
+                max_message_bytes,
+                confirm_timeout,
+                compress_requests,
+            ),
         );
         let events = BatchPublisher::spawn(
             link.clone(),
@@ -231,5 +246,27 @@ impl Submitter {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_batches_hold_32_requests_or_128_under_a_backlog() {
+        // README, "Queues and messages" and MAX_QUEUE_LENGTH.
+        let limits = request_limits(
+            BatchLimits::DEFAULT,
+            1000,
+            std::time::Duration::from_secs(5),
+            true,
+        );
+        assert_eq!(limits.max_items, 32);
+        assert_eq!(limits.backlog_items, 128);
+        assert_eq!(
+            limits.max_bytes, 1000,
+            "never past the broker's message size"
+        );
     }
 }
