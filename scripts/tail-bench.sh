@@ -15,7 +15,7 @@
 #                         [--open-duration S] [--rate R]
 #                         [--gateway-env "K=V ..."] [--worker-env "K=V ..."]
 #                         [--driver-args "..."] [--driver PATH]
-#                         [--seed-results N]
+#                         [--seed-results N] [--clients N]
 #
 # --bin: the release binaries to run (default target/release, built first);
 # point it at another build's target/release to compare builds in one sitting.
@@ -27,11 +27,14 @@
 # before the gateway starts, which replays them: its store then holds what a
 # gateway holds after N requests (15 minutes of them is the steady state of
 # the default RESULT_RETENTION), not an empty store's few.
+# --clients: closed-loop clients (default 64, compare.sh's): with many more,
+# the closed loop is bound by the cores instead of by its clients' latency,
+# and measures what the service can serve on this machine.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 B=$ROOT/../shared/bench
-BIN="" DUR=20 PCTS=60 ODUR=60 RATE="" GENV="" WENV="" DARGS="" DRIVER="" SEED=0
+BIN="" DUR=20 PCTS=60 ODUR=60 RATE="" GENV="" WENV="" DARGS="" DRIVER="" SEED=0 CLIENTS=64
 while [[ $# -gt 0 ]]; do
   case $1 in
     --bin) BIN=$2; shift 2 ;;
@@ -44,7 +47,8 @@ while [[ $# -gt 0 ]]; do
     --driver-args) DARGS=$2; shift 2 ;;
     --driver) DRIVER=$2; shift 2 ;;
     --seed-results) SEED=$2; shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    --clients) CLIENTS=$2; shift 2 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "tail-bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -146,7 +150,7 @@ print(json.dumps({"phase": label, "result": r, "cpu_us_per_request": per, "messa
 PY
 }
 
-phase closed --duration "$DUR" --concurrency 64
+phase closed --duration "$DUR" --concurrency "$CLIENTS"
 capacity=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["throughput_rps"])' "$run_dir/closed.json")
 if [[ -n $RATE ]]; then
   phase "open-$RATE" --duration "$ODUR" --rate "$RATE" --concurrency 20000
