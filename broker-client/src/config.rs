@@ -82,8 +82,13 @@ pub struct BrokerArgs {
     pub batch_idle: Duration,
 
     /// Batches of one kind awaiting their confirms at once (fewer: bigger
-    /// batches, but a slow confirm holds up more behind it).
-    #[arg(long, env = "BATCH_IN_FLIGHT", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    /// batches, but a slow confirm holds up more behind it). 2 here, the
+    /// gateway's: a batch then goes when the other settles, and while both
+    /// await their confirms the next takes the backlog (BatchLimits::
+    /// backlog_items); at a fixed rate that gave the best tails
+    /// (docs/benchmarks.md, "Two request batches in flight"). A worker
+    /// sets its own default.
+    #[arg(long, env = "BATCH_IN_FLIGHT", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
     pub batch_in_flight: u16,
 
     /// Whether event messages (`accepted` events, verdicts) go
@@ -180,7 +185,7 @@ mod tests {
         let defaults = Cli::parse_from(["x"]).broker.batch_limits();
         assert_eq!(defaults.linger, Duration::from_millis(2));
         assert_eq!(defaults.gather, Duration::from_millis(2));
-        assert_eq!(defaults.in_flight, 8);
+        assert_eq!(defaults.in_flight, 2);
         assert_eq!(defaults.idle, Duration::ZERO);
         let set = Cli::parse_from([
             "x",
@@ -189,7 +194,7 @@ mod tests {
             "--batch-gather",
             "4ms",
             "--batch-in-flight",
-            "2",
+            "5",
             "--batch-idle",
             "1500us",
         ])
@@ -197,7 +202,7 @@ mod tests {
         .batch_limits();
         assert_eq!(set.linger, Duration::from_millis(6));
         assert_eq!(set.gather, Duration::from_millis(4));
-        assert_eq!(set.in_flight, 2);
+        assert_eq!(set.in_flight, 5);
         assert_eq!(set.idle, Duration::from_micros(1500));
         assert_eq!(set.max_items, BatchLimits::DEFAULT.max_items);
         assert!(Cli::try_parse_from(["x", "--batch-in-flight", "0"]).is_err());

@@ -172,6 +172,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn two_batches_of_requests_await_their_confirms_at_once_unless_told() {
+        // README, BATCH_IN_FLIGHT.
+        let defaults = Config::parse_from(["gateway"]);
+        assert_eq!(defaults.broker.batch_limits().in_flight, 2);
+        let set = Config::parse_from(["gateway", "--batch-in-flight", "8"]);
+        assert_eq!(set.broker.batch_limits().in_flight, 8);
+    }
+
+    #[test]
     fn the_runtime_takes_half_the_cpus_unless_told() {
         let defaults = Config::parse_from(["gateway"]);
         assert_eq!(defaults.runtime_threads(1), 1);
