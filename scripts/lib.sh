@@ -61,12 +61,17 @@ ensure_chromium() {
 
 # Makes sure cargo-deny is installed (deny.toml's dependency policy): builds
 # it from crates.io if missing, which takes some minutes the first time.
+# Its own release profile asks for fat LTO in one codegen unit, minutes of
+# a two-core machine for a tool that checks a lock file in two seconds: it is
+# built without them, at opt-level 1 (3 min 21 s here against 4 min 35 s,
+# 2026-12-07).
 ensure_cargo_deny() {
   if cargo deny --version >/dev/null 2>&1; then
     return 0
   fi
-  log "installing cargo-deny (cargo install --locked)"
-  nice -n 19 cargo install --locked cargo-deny
+  log "installing cargo-deny (cargo install --locked, without LTO)"
+  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+    CARGO_PROFILE_RELEASE_OPT_LEVEL=1 nice -n 19 cargo install --locked cargo-deny
 }
 
 # Exports API_TOKEN (loadgen's token) from run/secrets/api-token, the demo
