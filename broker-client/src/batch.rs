@@ -406,7 +406,16 @@ async fn publish_retrying(
             Err(PublishError::Connection(_) | PublishError::Disconnected)
         ) && lost;
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if !retry || remaining.is_zero() || !link.wait_usable(remaining).await {
+        // Not `wait_usable`: the link may still offer the publisher that
+        // just failed, and publishing on it again fails at once, a loop that
+        // never yields (it held a gateway's one runtime thread for the whole
+        // `retry_for` when a cluster node died).
+        if !retry
+            || remaining.is_zero()
+            || !link
+                .wait_usable_where(remaining, |publisher| !publisher.connection_lost())
+                .await
+        {
             return result;
         }
         metrics::counter!("republished_total", "kind" => kind).increment(1);

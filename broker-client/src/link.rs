@@ -244,9 +244,19 @@ impl<T: Send + Sync + 'static> Link<T> {
     /// Waits until the link is up and not blocked, or `timeout` passes;
     /// whether it is usable then.
     pub async fn wait_usable(&self, timeout: Duration) -> bool {
+        self.wait_usable_where(timeout, |_| true).await
+    }
+
+    /// Like [`Link::wait_usable`], but the value offered must also pass
+    /// `usable`. A caller whose publish just failed because the connection
+    /// died waits with this for a value on a live connection: the dead one
+    /// stays offered until the link's task has seen the loss, and that task
+    /// cannot run while the caller retries without ever waiting (on a
+    /// runtime of one thread it never would).
+    pub async fn wait_usable_where(&self, timeout: Duration, usable: impl Fn(&T) -> bool) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         // Blocking is a flag, not a watch: a short poll is enough here.
-        while self.current().is_none() {
+        while !self.current().is_some_and(|value| usable(&value)) {
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
@@ -353,6 +363,8 @@ pub fn url_user(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn lists_of_urls() {
         assert_eq!(
@@ -371,5 +383,35 @@ mod tests {
             "sig-worker"
         );
         assert_eq!(super::url_user("amqp://host"), "guest");
+    }
+
+    /// A value the link still offers but the caller cannot use (a publisher
+    /// whose connection died, before the link's task has seen it go) is
+    /// waited out, not taken: the caller gets false at its deadline, and
+    /// while it waits the runtime's other tasks run, so the one that offers
+    /// a usable value gets to, and the caller then takes that.
+    #[tokio::test(start_paused = true)]
+    async fn a_value_the_caller_cannot_use_is_waited_out_while_other_tasks_run() {
+        let dead = Arc::new(false);
+        let (offer, state) = watch::channel(Some(dead));
+        let link = Link {
+            state,
+            blocked: Arc::new(AtomicBool::new(false)),
+        };
+        let live = |value: &bool| *value;
+        let asked = tokio::time::Instant::now();
+        assert!(!link.wait_usable_where(Duration::from_secs(1), live).await);
+        assert!(asked.elapsed() >= Duration::from_secs(1));
+        assert!(link.wait_usable(Duration::ZERO).await, "any value counts");
+
+        let offering = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            offer.send_replace(Some(Arc::new(true)));
+            offer
+        });
+        let asked = tokio::time::Instant::now();
+        assert!(link.wait_usable_where(Duration::from_secs(5), live).await);
+        assert!(asked.elapsed() < Duration::from_secs(1));
+        drop(offering.await.unwrap());
     }
 }
