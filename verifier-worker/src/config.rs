@@ -73,8 +73,8 @@ pub struct Config {
 /// verdict batch goes 1 ms after a bunch ends instead of after a fixed 2
 /// ms: about 2 ms less at the median at a fixed rate, no more CPU
 /// (docs/benchmarks.md, "Batches that close when their items pause"). Its
-/// verdict batches keep 8 in flight, as measured there (the gateway's 2
-/// was measured for its requests only).
+/// verdict batches keep 8 in flight: 2 made no difference for them
+/// (docs/benchmarks.md, "Two request batches in flight").
 const BATCH_DEFAULTS: [(&str, &str); 4] = [
     ("batch_idle", "1ms"),
     ("batch_gather", "0ms"),
