@@ -19,6 +19,7 @@ pub mod amqp;
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod huge_pages;
 pub mod idempotency;
 pub mod startup;
 pub mod stats;

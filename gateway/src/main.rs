@@ -9,17 +9,22 @@ use mimalloc::MiMalloc;
 static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() -> anyhow::Result<()> {
+    let huge_pages = gateway::huge_pages::turn_off();
     let config = Config::parse();
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.runtime_threads(cpus))
         .enable_all()
         .build()?
-        .block_on(serve(config))
+        .block_on(serve(config, huge_pages))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, huge_pages: Result<bool, std::io::Error>) -> anyhow::Result<()> {
     let telemetry = telemetry::init("gateway")?;
+    match huge_pages {
+        Ok(off) => tracing::debug!(off, "transparent huge pages"),
+        Err(error) => tracing::warn!(%error, "could not turn transparent huge pages off"),
+    }
     let app = Application::build(config).await?;
     let scheme = if app.serves_https() { "https" } else { "http" };
     tracing::info!(addr = %app.local_addr(), scheme, "gateway listening");

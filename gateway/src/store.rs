@@ -25,7 +25,7 @@
 
 mod expiry;
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -207,8 +207,30 @@ pub enum KeyUse {
 /// How far ahead of this gateway's clock an event may be stamped.
 const MAX_CLOCK_SKEW_MS: u64 = 60_000;
 
+/// Shards of the maps that hold an item per request (entries, caller trace
+/// ids, idempotency keys).
+///
+/// A hash map grows by moving every item into a table twice the size,
+/// holding its lock meanwhile, and in the gateway the caller's thread is a
+/// runtime thread serving every request. DashMap's default of four shards a
+/// CPU means one table of an eighth of the store on two cores: growing past
+/// 229,000 entries stalled the thread for 14-21 ms at a time, past 458,000
+/// for 28-35 ms (five such stalls within a second), and at the 5 million a
+/// 15-minute retention holds at 6,000 requests a second, for 233 ms. With
+/// 1,024 shards a table holds a thousandth of the store, so its growth is
+/// a thousand small steps spread over the inserts (docs/benchmarks.md,
+/// "The store grew in stalls"; `cargo run --release -p gateway --example
+/// store_memory` prints the longest insert).
+const PER_REQUEST_SHARDS: usize = 1024;
+
+fn per_request_map<K: Eq + std::hash::Hash, V>() -> DashMap<K, V> {
+    DashMap::with_shard_amount(PER_REQUEST_SHARDS)
+}
+
 pub struct Store {
     entries: DashMap<RequestId, Entry>,
+    /// How many `entries` (DashMap's own count locks every shard in turn).
+    len: AtomicUsize,
     /// Worker and key names, shared by the entries naming them.
     names: Names,
     /// The details of failures (rare, so kept beside the entries).
@@ -244,17 +266,18 @@ impl Store {
     /// A store that holds at most `max_entries` (then the oldest go first).
     pub fn with_limit(retention: Duration, max_entries: Option<usize>) -> Self {
         Store {
-            entries: DashMap::new(),
+            entries: per_request_map(),
+            len: AtomicUsize::new(0),
             names: Names::default(),
             failures: DashMap::new(),
-            traces: DashMap::new(),
+            traces: per_request_map(),
             dead_letters: DashMap::new(),
             epoch_ms: now_ms().saturating_sub(retention.as_millis() as u64 + 3_600_000),
             max_entries: max_entries.map(|m| m.max(1)),
             evicting: std::sync::Mutex::new(()),
             expiry: ExpiryIndex::default(),
             waiters: DashMap::new(),
-            idempotency: DashMap::new(),
+            idempotency: per_request_map(),
             retention,
             pending: AtomicI64::new(0),
         }
@@ -456,13 +479,13 @@ impl Store {
         let Some(max) = self.max_entries else {
             return;
         };
-        if self.entries.len() < max || self.entries.contains_key(id) {
+        if self.len() < max || self.entries.contains_key(id) {
             return;
         }
         let Ok(_one_at_a_time) = self.evicting.try_lock() else {
             return;
         };
-        let wanted = (self.entries.len() + 1 - max).max(max / 16);
+        let wanted = (self.len() + 1 - max).max(max / 16);
         let evicted = self
             .expiry
             .take_oldest(wanted)
@@ -483,6 +506,7 @@ impl Store {
         let Some((_, entry)) = self.entries.remove_if(id, |_, entry| expired(entry)) else {
             return false;
         };
+        self.len.fetch_sub(1, Ordering::Relaxed);
         if entry.outcome == Outcome::Pending {
             self.pending.fetch_sub(1, Ordering::Relaxed);
         }
@@ -539,6 +563,7 @@ impl Store {
                 let mut inserted = false;
                 let mut entry = self.entries.entry(event.id).or_insert_with(|| {
                     inserted = true;
+                    self.len.fetch_add(1, Ordering::Relaxed);
                     self.new_entry(expires_at_ms, 0)
                 });
                 if entry.fingerprint == 0 {
@@ -595,6 +620,7 @@ impl Store {
                         // A result before (or without) its `accepted`: count
                         // it as pending for a moment so the gauge balances.
                         self.pending.fetch_add(1, Ordering::Relaxed);
+                        self.len.fetch_add(1, Ordering::Relaxed);
                         let entry = self.new_entry(expires_at_ms, answers);
                         inserted = Some(entry.expires_s);
                         entry
@@ -744,11 +770,11 @@ impl Store {
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len.load(Ordering::Relaxed)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 }
 
@@ -841,6 +867,26 @@ mod tests {
         assert!(store.get(&ids[199]).is_some(), "the newest is kept");
         assert!(store.get(&ids[0]).is_none(), "the oldest went first");
         assert_eq!(store.pending(), store.len() as i64);
+    }
+
+    #[test]
+    fn the_count_of_entries_follows_the_map_through_redeliveries_and_removals() {
+        let store = Store::with_limit(Duration::from_secs(60), Some(8));
+        for _ in 0..20 {
+            let id = RequestId::new();
+            let event = accepted(id);
+            store.apply_stream(&event);
+            store.apply_stream(&event);
+            store.apply_stream(&completed(id, true));
+            store.apply_stream(&completed(id, true));
+            // A verdict read before its `accepted`.
+            store.apply_stream(&completed(RequestId::new(), false));
+            assert_eq!(store.len(), store.entries.len());
+        }
+        assert_eq!(store.len(), 8, "evictions counted too");
+        assert_eq!(store.sweep_at(now_ms() + 61_000), 8);
+        assert_eq!((store.len(), store.entries.len()), (0, 0));
+        assert!(store.is_empty());
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod hostile;
 mod http_contract;
 mod https;
 mod keys;
+mod process;
 mod rotation;
 mod traces;
 mod trust;
