@@ -5,10 +5,11 @@
 //! Debian's default) the first touch of fresh memory can take milliseconds.
 //! The status store takes fresh memory all through a gateway's first
 //! minutes, on the runtime thread that serves every request: filling a
-//! store with a million results, the longest single result took 74-86 ms
-//! with huge pages and 10-11 ms without (`cargo run --release -p gateway
-//! --example store_memory`; docs/benchmarks.md, "The store grew in
-//! stalls").
+//! store (of 8 shards, as it was) with a million results, the longest
+//! single result took 74-86 ms with huge pages and 10-11 ms without; with
+//! the store's 1,024 shards now, 8.9-9.2 ms and 3.4-3.9 ms (`cargo run
+//! --release -p gateway --example store_memory`; docs/benchmarks.md, "The
+//! store grew in stalls").
 
 /// Turns transparent huge pages off for this process, unless
 /// `MIMALLOC_ALLOW_THP` is set (then mimalloc decides, as it documents).

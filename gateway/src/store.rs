@@ -213,14 +213,15 @@ const MAX_CLOCK_SKEW_MS: u64 = 60_000;
 /// A hash map grows by moving every item into a table twice the size,
 /// holding its lock meanwhile, and in the gateway the caller's thread is a
 /// runtime thread serving every request. DashMap's default of four shards a
-/// CPU means one table of an eighth of the store on two cores: growing past
-/// 229,000 entries stalled the thread for 14-21 ms at a time, past 458,000
-/// for 28-35 ms (five such stalls within a second), and at the 5 million a
-/// 15-minute retention holds at 6,000 requests a second, for 233 ms. With
-/// 1,024 shards a table holds a thousandth of the store, so its growth is
-/// a thousand small steps spread over the inserts (docs/benchmarks.md,
-/// "The store grew in stalls"; `cargo run --release -p gateway --example
-/// store_memory` prints the longest insert).
+/// CPU means one table of an eighth of the store on two cores, all eight
+/// growing within a few hundred inserts of each other: filling a store
+/// with a million results, the longest single result took 9.9-10.8 ms (37-38
+/// ms at five million, the 15 minutes' worth of 6,000 requests a second),
+/// against 3.4-3.9 ms (7.4-7.9) with 1,024 shards, both without huge pages
+/// (`crate::huge_pages`). A table then holds a thousandth of the store and
+/// grows in a thousand small steps spread over the inserts
+/// (`cargo run --release -p gateway --example store_memory`;
+/// docs/benchmarks.md, "The store grew in stalls").
 const PER_REQUEST_SHARDS: usize = 1024;
 
 fn per_request_map<K: Eq + std::hash::Hash, V>() -> DashMap<K, V> {
