@@ -53,7 +53,7 @@ fn main() {
         slowest.at,
         slowest.over_1ms
     );
-    let t = std::time::Instant::now();
+    let t = Instant::now();
     let dropped = store.sweep();
     println!(
         "sweep of {} results, none due: {:.3} ms ({dropped} dropped)",
@@ -64,7 +64,7 @@ fn main() {
     let store = Store::new(Duration::from_secs(1));
     fill(&store, 10_000, 1_000_000);
     std::thread::sleep(Duration::from_millis(2100));
-    let t = std::time::Instant::now();
+    let t = Instant::now();
     let dropped = store.sweep();
     println!(
         "sweep of 10,000 expired results: {:.2} ms ({dropped} dropped)",
@@ -131,11 +131,8 @@ fn fill(store: &Store, entries: usize, rate: u64) -> Slowest {
             slowest.over_1ms += 1;
         }
         if took > slowest.longest {
-            slowest = Slowest {
-                longest: took,
-                at: i,
-                ..slowest
-            };
+            slowest.longest = took;
+            slowest.at = i;
         }
     }
     slowest
