@@ -3,8 +3,8 @@
 # slow and what the machine did then. It builds compare.sh's load driver
 # (../shared/bench/loadcheck) with one addition, a dump of every request's
 # scheduled start and latency (LOADCHECK_DUMP), samples the disk, the dirty
-# page cache, the CPU and each process's CPU beside the run
-# (scripts/timeline.py), and prints tail-bench's figures, then the slow 100 ms
+# page cache, the CPU, the TCP connections accepted and each process's CPU
+# beside the run (scripts/timeline.py), and prints tail-bench's figures, then the slow 100 ms
 # spans beside the kernel's write-back bursts and the quorum-queue log's
 # rollovers.
 #

@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """When an open-loop run was slow, and what the machine did then.
 
-  timeline.py sample OUT            # every 20 ms until killed: disk, dirty pages, CPU;
+  timeline.py sample OUT            # every 20 ms until killed: disk, dirty pages, CPU,
+                                    # TCP connections accepted;
                                     # every 100 ms each process's CPU (broker, gateway,
                                     # workers, driver) and each gateway thread's
   timeline.py report DUMP SAMPLES   # DUMP: the per-request lines of loadcheck's
                                     # LOADCHECK_DUMP (see scripts/tail-timeline.sh)
 
 The report prints the run's percentiles, every 100 ms of scheduled starts in which a
-request took over 40 ms, the moments the kernel wrote out more than 5 MB of dirty pages
-at once, bursts of new processes or threads (a program starting), the broker's
+request took over 40 ms (with the machine's CPU, disk and connections accepted then),
+the moments the kernel wrote out more than 5 MB of dirty pages at once, bursts of new processes or threads (a program starting), the broker's
 quorum-queue log files (.wal) created during the run, and how many cores each process
 used on average.
 """
@@ -95,7 +96,11 @@ def sample(out_path):
                         continue
                     procs += f" gateway.{comm}.{tid}={ticks([f'{p}/task/{tid}'])}"
         named = ",".join(f"{k.replace(',', ' ').replace('|', ' ')}*{v}" for k, v in names.most_common())
-        out.write(f"{time.time():.3f}|{' '.join(disk)}|{mem['Dirty']}|{' '.join(cpu)}|{procs}|{forks}|{named}\n")
+        # TCP connections accepted since boot (every one here is on the
+        # loopback: the driver's to the gateway, the service's to the broker).
+        tcp = [l.split() for l in open("/proc/net/snmp") if l.startswith("Tcp:")]
+        opens = tcp[1][tcp[0].index("PassiveOpens")] if len(tcp) == 2 else "0"
+        out.write(f"{time.time():.3f}|{' '.join(disk)}|{mem['Dirty']}|{' '.join(cpu)}|{procs}|{forks}|{named}|{opens}\n")
         out.flush()
         i += 1
         time.sleep(0.02)
@@ -119,12 +124,12 @@ def report(dump_path, samples_path):
     end = max(r[0] for r in recs) / 1e6 + 1
     rows = []
     for line in open(samples_path):
-        t, disk, dirty, cpu, procs, forks, named = (line.rstrip("\n").split("|") + ["0", ""])[:7]
+        t, disk, dirty, cpu, procs, forks, named, opens = (line.rstrip("\n").split("|") + ["0", "", "0"])[:8]
         disk = list(map(int, disk.split()))
         cpu = list(map(int, cpu.split()))
         procs = {k: int(v) for k, v in (kv.split("=") for kv in procs.split())}
         named = collections.Counter({k: int(v) for k, v in (x.rsplit("*", 1) for x in named.split(",") if x)})
-        rows.append((float(t) - start, disk, int(dirty), cpu, procs, int(forks), named))
+        rows.append((float(t) - start, disk, int(dirty), cpu, procs, int(forks), named, int(opens or 0)))
 
     def machine(t0, t1):
         """Cores busy and ms the disk spent writing (per 100 ms) from t0 to t1."""
@@ -136,7 +141,7 @@ def report(dump_path, samples_path):
         busy = (sum(cpu) - cpu[3] - cpu[4]) / max(1, sum(cpu)) * 2
         writing = (b[1][7] - a[1][7]) / (b[0] - a[0]) / 10
         started = b[5] - a[5]
-        return (f"cores busy {busy:.2f}, disk writing {writing:.0f} ms per 100 ms"
+        return (f"cores busy {busy:.2f}, disk writing {writing:.0f} ms per 100 ms, {b[7] - a[7]} connections accepted"
                 f"{f', {started} tasks started' if started >= BURST and t1 - t0 < 1 else ''}{processes(t0, t1)}")
 
     def processes(t0, t1):
