@@ -10,9 +10,9 @@
 
 The report prints the run's percentiles, every 100 ms of scheduled starts in which a
 request took over 40 ms (with the machine's CPU, disk and connections accepted then),
-the moments the kernel wrote out more than 5 MB of dirty pages at once, bursts of new processes or threads (a program starting), the broker's
-quorum-queue log files (.wal) created during the run, and how many cores each process
-used on average.
+the moments the kernel wrote out more than 5 MB of dirty pages at once, bursts of new
+processes or threads (a program starting), the broker's quorum-queue log files (.wal)
+created during the run, and how many cores each process used on average.
 """
 import collections
 import glob
