@@ -132,7 +132,9 @@ pub struct Config {
     /// the CPUs, at least one). A gateway mostly hands requests and
     /// results between sockets: each thread more wakes more threads per
     /// request, and on a host it shares with a broker and workers that cost
-    /// more CPU than the thread gave.
+    /// more CPU than the thread gave. One thread is tokio's current-thread
+    /// scheduler: everything, accepting connections included, runs on the
+    /// main thread.
     #[arg(long, env = "GATEWAY_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     pub gateway_threads: Option<u16>,
 

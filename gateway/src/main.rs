@@ -12,8 +12,19 @@ fn main() -> anyhow::Result<()> {
     let huge_pages = gateway::huge_pages::turn_off();
     let config = Config::parse();
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.runtime_threads(cpus))
+    let threads = config.runtime_threads(cpus);
+    // One thread: the current-thread scheduler, on which the accept loop
+    // (in `block_on`) and every connection share the main thread. A
+    // multi-thread runtime of one worker would run them on two threads,
+    // one waking the other for every connection.
+    let mut runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    runtime
         .enable_all()
         .build()?
         .block_on(serve(config, huge_pages))
