@@ -13,7 +13,7 @@ use crate::amqp::submit::{Submitter, Target};
 use crate::amqp::unanswered::Unanswered;
 use crate::auth::{Guard, Tokens};
 use crate::config::Config;
-use crate::http::serve::{serve, tls_config, ServeOptions};
+use crate::http::serve::{listen, serve, tls_config, ServeOptions};
 use crate::http::{router, App, AppState};
 use crate::idempotency::KeyLocks;
 use crate::stats::LiveStats;
@@ -137,7 +137,7 @@ impl Application {
                 config.tls_key_file.as_deref(),
             )?,
         };
-        let listener = TcpListener::bind(config.gateway_addr).await?;
+        let listener = listen(config.gateway_addr)?;
         let state = AppState::new(App {
             store,
             workers,

@@ -10,6 +10,7 @@
 //! then every connection finishes the request it is serving and closes.
 
 use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -83,6 +84,29 @@ pub fn tls_config(
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Some(Arc::new(config)))
+}
+
+/// The listening socket's queue of connections the kernel has set up and
+/// the gateway not yet accepted. Linux caps it at `net.core.somaxconn`
+/// (4096 by default since 5.4); tokio's `TcpListener::bind` asks for 128.
+/// Clients that keep starting requests while their earlier ones wait (on
+/// a broker that stalls, say) open hundreds of connections at once: past
+/// the queue the kernel drops their handshakes, and each then waits for a
+/// retransmission (200 ms to a second) or fails.
+const LISTEN_BACKLOG: u32 = 65_535;
+
+/// Listens on `addr` (address reuse on, as `TcpListener::bind` does) with
+/// a queue of [`LISTEN_BACKLOG`] connections, or as many as the kernel
+/// allows.
+pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Serves `app` on `listener` until `shutdown` fires, then closes the

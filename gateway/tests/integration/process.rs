@@ -109,3 +109,60 @@ async fn one_runtime_thread_serves_on_the_main_thread() {
         "two threads: the main thread used {two_share:.2} of the CPU"
     );
 }
+
+/// A gateway that cannot accept for a moment (stopped here; busy, or
+/// waiting on a broker that stalls, in life) still takes the connections
+/// that arrive meanwhile: the kernel completes their handshakes into the
+/// listening socket's queue (`net.core.somaxconn`, 4096, not tokio's
+/// 128), and each is served once the gateway runs again. With a short
+/// queue the rest of the handshakes are dropped and retried a second
+/// later.
+#[tokio::test]
+async fn connections_that_arrive_while_the_gateway_cannot_accept_are_kept() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const CONNECTIONS: usize = 500;
+    let env = TestEnv::new();
+    let gateway = env.gateway(&[]).await;
+    let addr = gateway.base.trim_start_matches("http://").to_owned();
+    gateway.proc.signal(nix::sys::signal::Signal::SIGSTOP);
+    let connects = (0..CONNECTIONS).map(|_| {
+        let addr = addr.clone();
+        async move {
+            tokio::time::timeout(
+                std::time::Duration::from_millis(800),
+                tokio::net::TcpStream::connect(addr),
+            )
+            .await
+        }
+    });
+    let connected: Vec<_> = futures_util::future::join_all(connects)
+        .await
+        .into_iter()
+        .filter_map(|c| c.ok().and_then(Result::ok))
+        .collect();
+    gateway.proc.signal(nix::sys::signal::Signal::SIGCONT);
+    assert_eq!(
+        connected.len(),
+        CONNECTIONS,
+        "connections set up while the gateway was stopped"
+    );
+    let answers = connected.into_iter().map(|mut stream| async move {
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    });
+    let answers = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        futures_util::future::join_all(answers),
+    )
+    .await
+    .expect("every connection answered within 20 s");
+    let ok = answers
+        .iter()
+        .filter(|a| a.as_ref().is_ok_and(|a| a.starts_with(b"HTTP/1.1 200")))
+        .count();
+    assert_eq!(ok, CONNECTIONS, "connections answered 200");
+}
