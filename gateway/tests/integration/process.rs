@@ -129,7 +129,7 @@ async fn connections_that_arrive_while_the_gateway_cannot_accept_are_kept() {
         let addr = addr.clone();
         async move {
             tokio::time::timeout(
-                std::time::Duration::from_millis(800),
+                std::time::Duration::from_secs(2),
                 tokio::net::TcpStream::connect(addr),
             )
             .await
