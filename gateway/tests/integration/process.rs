@@ -27,7 +27,7 @@ async fn a_gateway_turns_huge_pages_off_unless_mimalloc_allow_thp_is_set() {
 
 /// CPU ticks (user and system) each thread of the process has used, by
 /// thread id (`/proc/<pid>/task/<tid>/stat`).
-fn thread_ticks(proc: &Proc) -> Vec<(u32, u64)> {
+fn thread_ticks(proc: &Proc) -> std::collections::HashMap<u32, u64> {
     let tasks = std::fs::read_dir(format!("/proc/{}/task", proc.child.id())).unwrap();
     tasks
         .map(|task| {
@@ -52,16 +52,8 @@ fn thread_ticks(proc: &Proc) -> Vec<(u32, u64)> {
 /// used half a second of CPU (at most 60 s).
 async fn main_thread_share_serving(gateway: &crate::common::Gateway) -> f64 {
     let before = thread_ticks(&gateway.proc);
-    let used = |tid: u32, now: &[(u32, u64)]| {
-        let was = before
-            .iter()
-            .find(|(t, _)| *t == tid)
-            .map_or(0, |(_, ticks)| *ticks);
-        now.iter()
-            .find(|(t, _)| *t == tid)
-            .map_or(0, |(_, ticks)| *ticks)
-            - was
-    };
+    // Threads started since count from zero.
+    let used = |tid: &u32, ticks: &u64| ticks - before.get(tid).unwrap_or(&0);
     let url = format!("{}/api/workers", gateway.base);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
@@ -73,9 +65,10 @@ async fn main_thread_share_serving(gateway: &crate::common::Gateway) -> f64 {
         }));
         answers.await;
         let now = thread_ticks(&gateway.proc);
-        let all: u64 = now.iter().map(|(tid, _)| used(*tid, &now)).sum();
+        let all: u64 = now.iter().map(|(tid, ticks)| used(tid, ticks)).sum();
         if all >= 50 {
-            return used(gateway.proc.child.id(), &now) as f64 / all as f64;
+            let main = gateway.proc.child.id();
+            return used(&main, &now[&main]) as f64 / all as f64;
         }
         assert!(
             std::time::Instant::now() < deadline,
