@@ -870,6 +870,16 @@ mod tests {
         assert_eq!(store.pending(), store.len() as i64);
     }
 
+    /// The maps with an item per request grow a thousandth of the store at
+    /// a time, whatever the host's CPU count (see [`PER_REQUEST_SHARDS`]).
+    #[test]
+    fn the_maps_with_an_item_per_request_have_a_thousand_shards() {
+        let store = Store::new(Duration::from_secs(60));
+        assert_eq!(store.entries.shards().len(), PER_REQUEST_SHARDS);
+        assert_eq!(store.traces.shards().len(), PER_REQUEST_SHARDS);
+        assert_eq!(store.idempotency.shards().len(), PER_REQUEST_SHARDS);
+    }
+
     #[test]
     fn the_count_of_entries_follows_the_map_through_redeliveries_and_removals() {
         let store = Store::with_limit(Duration::from_secs(60), Some(8));
