@@ -144,6 +144,12 @@ def report(dump_path, samples_path):
         return (f"cores busy {busy:.2f}, disk writing {writing:.0f} ms per 100 ms, {b[7] - a[7]} connections accepted"
                 f"{f', {started} tasks started' if started >= BURST and t1 - t0 < 1 else ''}{processes(t0, t1)}")
 
+    def thread(key):
+        """A gateway thread's label: `gateway.<name>.<tid>` is "gateway's <name> thread",
+        its main thread (named after the binary) "gateway's main thread"."""
+        name = key.split(".")[1]
+        return f"gateway's {'main' if name == 'gateway' else name} thread"
+
     def processes(t0, t1):
         """Cores each process (and each busy gateway thread) used from t0 to t1."""
         seen = [r for r in rows if t0 <= r[0] <= t1 and r[4]]
@@ -151,7 +157,7 @@ def report(dump_path, samples_path):
             return ""
         a, b = seen[0], seen[-1]
         used = {k: (b[4][k] - a[4][k]) / hz / (b[0] - a[0]) for k in b[4] if k in a[4]}
-        shown = [f"{k.split('.')[0] if k.count('.') < 2 else k.split('.', 1)[1].rsplit('.', 1)[0]} {v:.2f}"
+        shown = [f"{k if k.count('.') < 2 else thread(k)} {v:.2f}"
                  for k, v in sorted(used.items()) if k.count(".") < 2 or v >= 0.05]
         return "; " + ", ".join(shown)
 
@@ -160,7 +166,9 @@ def report(dump_path, samples_path):
           " of all; the machine in the 300 ms from the span's start):")
     for t, worst, over, all_ in slow:
         print(f"  {t:6.1f} s: {worst:6.1f} ms, {over}/{all_}; {machine(t, t + 0.3)}")
-    print(f"the whole run: {machine(0, end)}")
+    # From 5 s to the last start, as the last line: the processes are stopped
+    # right after the run, and a stopped one's ticks would count as negative.
+    print(f"the whole run (from 5 s to the last start): {machine(5, end - 1)}")
     print("dirty pages written out at once (kernel write-back), over 5 MB:")
     for a, b in zip(rows, rows[1:]):
         if 0 <= b[0] <= end and a[2] - b[2] > 5 * 1024:
