@@ -4,7 +4,11 @@
   timeline.py sample OUT            # every 20 ms until killed: disk, dirty pages, CPU,
                                     # TCP connections accepted;
                                     # every 100 ms each process's CPU (broker, gateway,
-                                    # workers, driver) and each gateway thread's
+                                    # workers, driver) and each gateway thread's, and
+                                    # the gateway's counters (its /metrics: 202s sent,
+                                    # POSTs awaiting the broker's confirm, request
+                                    # batches confirmed and how long that took,
+                                    # verdicts applied)
   timeline.py report DUMP SAMPLES   # DUMP: the per-request lines of loadcheck's
                                     # LOADCHECK_DUMP (see scripts/tail-timeline.sh)
 
@@ -16,6 +20,7 @@ created during the run, and how many cores each process used on average.
 """
 import collections
 import glob
+import http.client
 import os
 import subprocess
 import sys
@@ -35,6 +40,42 @@ def disk_device():
         if int(p[0]) == major and int(p[1]) == minor:
             return p[2]
     return None
+
+
+# The gateway's own counters (its /metrics), where a request is: answered 202, still
+# awaiting the broker's confirm ("submitting"), its verdict applied.
+GATEWAY_METRICS = os.environ.get("TIMELINE_GATEWAY", "127.0.0.1:18480")
+GATEWAY_SERIES = {
+    'gateway_http_requests_total{route="/api/signature",status="202"}': "accepted",
+    "gateway_submitting": "submitting",
+    'broker_confirm_seconds_count{kind="verify-requests"}': "confirms",
+    'broker_confirm_seconds_sum{kind="verify-requests"}': "confirm_s",
+    'gateway_results_total{outcome="valid"}': "valid",
+    'gateway_results_total{outcome="invalid"}': "invalid",
+}
+# One kept-alive connection, so that sampling adds none to the connections counted.
+_gateway = None
+
+
+def gateway_figures():
+    """`name=value,...` of GATEWAY_SERIES, or "" when the gateway does not answer."""
+    global _gateway
+    try:
+        if _gateway is None:
+            _gateway = http.client.HTTPConnection(GATEWAY_METRICS, timeout=0.05)
+        _gateway.request("GET", "/metrics")
+        text = _gateway.getresponse().read().decode()
+    except (OSError, http.client.HTTPException, ValueError):
+        if _gateway is not None:
+            _gateway.close()
+        _gateway = None
+        return ""
+    got = {}
+    for line in text.split("\n"):
+        series, _, value = line.rpartition(" ")
+        if series in GATEWAY_SERIES:
+            got[GATEWAY_SERIES[series]] = value
+    return ",".join(f"{k}={v}" for k, v in got.items())
 
 
 def sample(out_path):
@@ -71,7 +112,7 @@ def sample(out_path):
                 except OSError:
                     pass
         prev_pid = last_pid
-        procs = ""
+        procs, gw = "", ""
         if i % 5 == 0:
             def ticks(ps):
                 t = 0
@@ -95,12 +136,13 @@ def sample(out_path):
                     except OSError:
                         continue
                     procs += f" gateway.{comm}.{tid}={ticks([f'{p}/task/{tid}'])}"
+            gw = gateway_figures()
         named = ",".join(f"{k.replace(',', ' ').replace('|', ' ')}*{v}" for k, v in names.most_common())
         # TCP connections accepted since boot (every one here is on the
         # loopback: the driver's to the gateway, the service's to the broker).
         tcp = [l.split() for l in open("/proc/net/snmp") if l.startswith("Tcp:")]
         opens = tcp[1][tcp[0].index("PassiveOpens")] if len(tcp) == 2 else "0"
-        out.write(f"{time.time():.3f}|{' '.join(disk)}|{mem['Dirty']}|{' '.join(cpu)}|{procs}|{forks}|{named}|{opens}\n")
+        out.write(f"{time.time():.3f}|{' '.join(disk)}|{mem['Dirty']}|{' '.join(cpu)}|{procs}|{forks}|{named}|{opens}|{gw}\n")
         out.flush()
         i += 1
         time.sleep(0.02)
@@ -124,12 +166,13 @@ def report(dump_path, samples_path):
     end = max(r[0] for r in recs) / 1e6 + 1
     rows = []
     for line in open(samples_path):
-        t, disk, dirty, cpu, procs, forks, named, opens = (line.rstrip("\n").split("|") + ["0", "", "0"])[:8]
+        t, disk, dirty, cpu, procs, forks, named, opens, gw = (line.rstrip("\n").split("|") + ["0", "", "0", ""])[:9]
+        gw = {k: float(v) for k, v in (kv.split("=") for kv in gw.split(",") if kv)}
         disk = list(map(int, disk.split()))
         cpu = list(map(int, cpu.split()))
         procs = {k: int(v) for k, v in (kv.split("=") for kv in procs.split())}
         named = collections.Counter({k: int(v) for k, v in (x.rsplit("*", 1) for x in named.split(",") if x)})
-        rows.append((float(t) - start, disk, int(dirty), cpu, procs, int(forks), named, int(opens or 0)))
+        rows.append((float(t) - start, disk, int(dirty), cpu, procs, int(forks), named, int(opens or 0), gw))
 
     def machine(t0, t1):
         """Cores busy and ms the disk spent writing (per 100 ms) from t0 to t1."""
@@ -142,7 +185,21 @@ def report(dump_path, samples_path):
         writing = (b[1][7] - a[1][7]) / (b[0] - a[0]) / 10
         started = b[5] - a[5]
         return (f"cores busy {busy:.2f}, disk writing {writing:.0f} ms per 100 ms, {b[7] - a[7]} connections accepted"
-                f"{f', {started} tasks started' if started >= BURST and t1 - t0 < 1 else ''}{processes(t0, t1)}")
+                f"{f', {started} tasks started' if started >= BURST and t1 - t0 < 1 else ''}{processes(t0, t1)}"
+                f"{gateway(t0, t1)}")
+
+    def gateway(t0, t1):
+        """What the gateway did with requests from t0 to t1 (its /metrics)."""
+        seen = [r for r in rows if t0 <= r[0] <= t1 and "accepted" in r[8]]
+        if len(seen) < 2:
+            return ""
+        a, b = seen[0][8], seen[-1][8]
+        per_s = lambda k: (b.get(k, 0) - a.get(k, 0)) / (seen[-1][0] - seen[0][0])
+        confirms = b.get("confirms", 0) - a.get("confirms", 0)
+        took = (b.get("confirm_s", 0) - a.get("confirm_s", 0)) / confirms * 1000 if confirms else 0
+        return (f"; gateway: {per_s('accepted'):.0f} 202s/s, {b.get('submitting', 0):.0f} awaiting a confirm at the end,"
+                f" {confirms:.0f} request batches confirmed{f' in {took:.1f} ms on average' if confirms else ''},"
+                f" {per_s('valid') + per_s('invalid'):.0f} verdicts/s")
 
     def thread(key):
         """A gateway thread's label: `gateway.<name>.<tid>` is "gateway's <name> thread",
