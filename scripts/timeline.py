@@ -190,7 +190,8 @@ def report(dump_path, samples_path):
 
     def gateway(t0, t1):
         """What the gateway did with requests from t0 to t1 (its /metrics)."""
-        seen = [r for r in rows if t0 <= r[0] <= t1 and "accepted" in r[8]]
+        # A series the gateway has not counted yet (no 202 so far) is 0.
+        seen = [r for r in rows if t0 <= r[0] <= t1 and r[8]]
         if len(seen) < 2:
             return ""
         a, b = seen[0][8], seen[-1][8]

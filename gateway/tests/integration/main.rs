@@ -23,6 +23,7 @@ mod https;
 mod keys;
 mod process;
 mod rotation;
+mod timeline;
 mod traces;
 mod trust;
 mod workers;
