@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::common::{body_for, submit_all, wait_for, Signer2048, TestEnv};
+use crate::common::{body_for, submit_all, wait_for, Proc, Signer2048, TestEnv};
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/timeline.py")
@@ -35,16 +35,6 @@ fn gateway_samples(samples: &Path) -> Vec<(f64, Vec<(String, f64)>)> {
         .collect()
 }
 
-/// The sampler, stopped when dropped (also when an assertion fails first).
-struct Sampler(std::process::Child);
-
-impl Drop for Sampler {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn figure(figures: &[(String, f64)], name: &str) -> Option<f64> {
     figures.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
 }
@@ -56,10 +46,11 @@ async fn the_timeline_shows_what_the_gateway_did_beside_a_slow_span() {
     let _worker = env.ready_worker("timeline-worker", &[]).await;
     let dir = tempfile::tempdir().unwrap();
     let samples = dir.path().join("samples");
-    // Its output goes nowhere: a sampler left running would hold the test
-    // harness's pipes open.
-    let sampler = Sampler(
-        std::process::Command::new("python3")
+    // Killed when dropped, also when an assertion fails first; its output
+    // goes nowhere: a sampler left running would hold the harness's pipes.
+    let mut sampler = Proc {
+        name: "timeline sampler".into(),
+        child: std::process::Command::new("python3")
             .arg(script())
             .arg("sample")
             .arg(&samples)
@@ -68,7 +59,7 @@ async fn the_timeline_shows_what_the_gateway_did_beside_a_slow_span() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("python3 runs scripts/timeline.py"),
-    );
+    };
 
     // The gateway answers the sampler before any request comes.
     wait_for(
@@ -107,7 +98,7 @@ async fn the_timeline_shows_what_the_gateway_did_beside_a_slow_span() {
         },
     )
     .await;
-    drop(sampler);
+    sampler.kill();
 
     let sampled = gateway_samples(&samples);
     let last = &sampled.last().unwrap().1;
